@@ -26,7 +26,9 @@ class ErrorKind(enum.StrEnum):
     TIMEOUT = "timeout"
     HTTP_STATUS = "http_status"
     GRPC_STATUS = "grpc_status"
-    PROTOCOL = "protocol"  # the server answered something we cannot parse or that breaks the protocol
+    PROTOCOL = (
+        "protocol"  # the server answered something we cannot parse or that breaks the protocol
+    )
     CUT = "cut"
 
 

@@ -14,7 +14,7 @@ from typing import Annotated, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$"
-_NAME_RE = re.compile(NAME_PATTERN)
+_LABEL_RE = re.compile(r"[A-Za-z0-9_.-]{1,63}")
 
 Name = Annotated[
     str,
@@ -23,6 +23,15 @@ Name = Annotated[
         description="lower-case letters, digits, '-' and '.', at most 63 characters (a DNS label)",
     ),
 ]
+
+
+class FieldError(ValueError):
+    """A cross-field rule broken at a known place: ``loc`` is relative to the validated model, so the
+    config loader can point at the line of the offending field rather than at the whole model."""
+
+    def __init__(self, loc: tuple[int | str, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
 
 
 class Spec(BaseModel):
@@ -47,6 +56,10 @@ class EmulatorSpec(Spec):
     overrides: dict[str, float] = Field(
         default_factory=dict, description="profile parameters to override (see docs/emulator.md)"
     )
+    load_time_s: float | None = Field(
+        default=None, ge=0, le=86_400,
+        description="fixed start-up time; default: drawn from the profile's distribution",
+    )
     device: str | None = Field(
         default=None, description="instances naming the same device share one batching engine"
     )
@@ -70,7 +83,8 @@ class ModelSpec(Spec):
 
     name: Name = Field(description="instance name, unique in the scenario")
     model_id: str | None = Field(
-        default=None, description="model id sent in requests; defaults to the emulator profile or name"
+        default=None,
+        description="model id sent in requests; defaults to the emulator profile or name",
     )
     protocol: ProtocolKind = ProtocolKind.OPENAI_COMPLETIONS
     emulator: EmulatorSpec | None = None
@@ -116,6 +130,11 @@ class LoadSpec(Spec):
         default=30.0, ge=0, le=86_400, description="load before the window, excluded from figures"
     )
     stream: bool = True
+    force_output_length: bool = Field(
+        default=True,
+        description="send min_tokens = max_tokens and ignore_eos so every answer has the intended"
+        " length (as llm-load-test does); false lets the model stop at its end-of-sequence token",
+    )
     request_timeout_s: float = Field(default=300.0, gt=0, le=86_400)
     seed: int = Field(default=0, description="seeds each user's prompt choice")
 
@@ -182,18 +201,21 @@ class ScenarioSpec(Spec):
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         names = [m.name for m in self.models]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"model names must be unique; repeated: {', '.join(duplicates)}")
-        for model in self.models:
+        for index, name in enumerate(names):
+            if name in names[:index]:
+                raise FieldError(("models", index, "name"), f"model name {name!r} is repeated")
+        for index, model in enumerate(self.models):
             if self.platform.kind is PlatformKind.LOCAL and model.emulator is None:
-                raise ValueError(
-                    f"model {model.name!r}: platform 'local' runs the embedded emulator, so give"
-                    " 'emulator', or use platform kind 'static' for an existing 'endpoint'"
+                raise FieldError(
+                    ("models", index),
+                    "platform 'local' runs the embedded emulator, so give 'emulator', or use"
+                    " platform kind 'static' for an existing 'endpoint'",
                 )
             if self.platform.kind is PlatformKind.STATIC and model.endpoint is None:
-                raise ValueError(f"model {model.name!r}: platform 'static' needs an 'endpoint'")
+                raise FieldError(("models", index), "platform 'static' needs an 'endpoint'")
         for key in self.labels:
-            if not re.fullmatch(r"[A-Za-z0-9_.-]{1,63}", key):
-                raise ValueError(f"label key {key!r}: use letters, digits, '_', '.', '-' (<= 63)")
+            if not _LABEL_RE.fullmatch(key):
+                raise FieldError(
+                    ("labels", key), "label keys use letters, digits, '_', '.', '-' (<= 63)"
+                )
         return self

@@ -1,1 +1,3 @@
-"""scenarios."""
+"""Scenario orchestration only: deploy through a platform, drive load through the engine with a
+protocol client, write records; figures and reports come afterwards from what was written.
+"""

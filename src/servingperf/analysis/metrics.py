@@ -1,0 +1,73 @@
+"""Per-request figures derived from raw records, exactly as DESIGN.md §3 and the README define them.
+
+Terms: N is a request's ``output_tokens`` (server usage count, else streamed count).
+TTFT = t_first_token - t_sent (streamed requests only; absent, never zero, for non-streamed ones).
+E2E = t_end - t_sent. TPOT = (t_end - t_first_token) / (N - 1) for streamed requests with N >= 2.
+NTPOT = E2E / N for N >= 1. ITL = each gap between consecutive token-bearing chunks divided by the
+tokens in the later chunk, pooled over requests. Client lag = t_sent - t_scheduled.
+Every function takes a pyarrow table of request records and returns float64 arrays with NaN where a
+figure does not apply, so selections stay aligned with the table's rows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from servingperf.analysis.stats import FloatArray
+
+
+def column(table: pa.Table, name: str) -> FloatArray:
+    """A numeric column as float64 with NaN for nulls."""
+    return np.asarray(table.column(name).to_numpy(zero_copy_only=False), dtype=np.float64)
+
+
+def ttft(table: pa.Table) -> FloatArray:
+    streamed = np.asarray(table.column("streamed").to_numpy(zero_copy_only=False), dtype=bool)
+    values = column(table, "t_first_token_s") - column(table, "t_sent_s")
+    return np.where(streamed, values, np.nan)
+
+
+def e2e(table: pa.Table) -> FloatArray:
+    return column(table, "t_end_s") - column(table, "t_sent_s")
+
+
+def tpot(table: pa.Table) -> FloatArray:
+    tokens = column(table, "output_tokens")
+    decode = column(table, "t_end_s") - column(table, "t_first_token_s")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        values = decode / (tokens - 1)
+    return np.where(tokens >= 2, values, np.nan)
+
+
+def ntpot(table: pa.Table) -> FloatArray:
+    tokens = column(table, "output_tokens")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        values = e2e(table) / tokens
+    return np.where(tokens >= 1, values, np.nan)
+
+
+def client_lag(table: pa.Table) -> FloatArray:
+    return column(table, "t_sent_s") - column(table, "t_scheduled_s")
+
+
+def itl(table: pa.Table) -> FloatArray:
+    """Pooled inter-token latencies of all requests in ``table`` (one sample per chunk after the first)."""
+    offsets_col = table.column("chunk_offsets_s").combine_chunks()
+    tokens_col = table.column("chunk_tokens").combine_chunks()
+    if len(offsets_col) == 0:
+        return np.empty(0, dtype=np.float64)
+    values = np.asarray(pc.list_flatten(offsets_col).to_numpy(zero_copy_only=False), np.float64)
+    tokens = np.asarray(pc.list_flatten(tokens_col).to_numpy(zero_copy_only=False), np.float64)
+    if values.size < 2:
+        return np.empty(0, dtype=np.float64)
+    lengths = np.asarray(pc.list_value_length(offsets_col).fill_null(0).to_numpy(), dtype=np.int64)
+    starts = np.cumsum(lengths) - lengths  # index of each request's first chunk in the flat array
+    first = np.zeros(values.size, dtype=bool)
+    first[starts[lengths > 0]] = True
+    gaps = np.diff(values)
+    keep = ~first[1:]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        result = gaps[keep] / tokens[1:][keep]
+    return result[np.isfinite(result)]

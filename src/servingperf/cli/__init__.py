@@ -1,0 +1,248 @@
+"""The ``servingperf`` command: a thin Typer app that parses, delegates and maps errors to the
+documented exit codes (0 ok; 1 regression or SLO breach; 2 bad input; 3 target or deployment
+failure; 130 interrupted; anything else is a bug, shown with its traceback).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from servingperf.errors import ConfigError, ExitCode, ServingPerfError
+
+app = typer.Typer(
+    name="servingperf",
+    help="Continuous performance and scale validation of model-serving stacks.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+emulator_app = typer.Typer(help="The embedded model-server emulator.", no_args_is_help=True)
+app.add_typer(emulator_app, name="emulator")
+
+console = Console(stderr=True)
+out = Console()
+
+T = TypeVar("T")
+
+DEFAULT_DATA_DIR = Path("servingperf-data")
+
+
+def _parse_pairs(values: list[str] | None, what: str) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for item in values or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"{what} {item!r}: expected KEY=VALUE")
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def run_async(coro: Coroutine[Any, Any, T], stop: asyncio.Event | None = None) -> T:
+    """Run a coroutine on uvloop; first Ctrl-C / SIGTERM sets ``stop`` (a graceful stop), the
+    second exits at once (records flushed so far stay readable; servers die with their parent)."""
+
+    async def main() -> T:
+        loop = asyncio.get_running_loop()
+        if stop is not None:
+
+            def on_signal(signum: int) -> None:
+                if stop.is_set():
+                    console.print("[red]second interrupt: exiting now[/red]")
+                    os._exit(ExitCode.INTERRUPTED)
+                console.print(
+                    f"[yellow]{signal.Signals(signum).name}: stopping, flushing records and"
+                    " removing deployed models (again to exit at once)[/yellow]"
+                )
+                stop.set()
+
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, on_signal, signum)
+        return await coro
+
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux and macOS
+        return asyncio.run(main())
+    return uvloop.run(main())
+
+
+def _fail(exc: ServingPerfError) -> typer.Exit:
+    console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False, soft_wrap=True)
+    return typer.Exit(int(exc.exit_code))
+
+
+@app.command()
+def run(
+    scenario: Annotated[Path, typer.Argument(help="scenario YAML file (see examples/)")],
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="run directory to create (default: under --runs-dir)"),
+    ] = None,
+    runs_dir: Annotated[Path, typer.Option(help="parent of run directories")] = DEFAULT_DATA_DIR
+    / "runs",
+    label: Annotated[
+        list[str] | None, typer.Option("--label", "-l", help="KEY=VALUE label, repeatable")
+    ] = None,
+    duration: Annotated[
+        float | None, typer.Option("--duration", help="override load.duration_s (seconds)")
+    ] = None,
+    users: Annotated[int | None, typer.Option("--users", help="override load.users")] = None,
+    ramp_up: Annotated[
+        float | None, typer.Option("--ramp-up", help="override load.ramp_up_s (seconds)")
+    ] = None,
+    no_report: Annotated[bool, typer.Option("--no-report", help="skip the HTML report")] = False,
+) -> None:
+    """Run a scenario, write its run directory, print the summary."""
+    try:
+        outcome = _run_scenario_file(
+            scenario,
+            out_dir,
+            runs_dir,
+            _parse_pairs(label, "--label"),
+            {"load.duration_s": duration, "load.users": users, "load.ramp_up_s": ramp_up},
+            report=not no_report,
+        )
+    except ServingPerfError as exc:
+        raise _fail(exc) from None
+    from servingperf.cli.tables import summary_table
+
+    out.print(summary_table(outcome.summary))
+    out.print(f"run directory: {outcome.run_dir.path}")
+    if not no_report:
+        out.print(f"report: {outcome.run_dir.path / 'report.html'}")
+    if outcome.info.status == "incomplete":
+        raise typer.Exit(int(ExitCode.INTERRUPTED))
+
+
+def _run_scenario_file(
+    scenario: Path,
+    out_dir: Path | None,
+    runs_dir: Path,
+    labels: dict[str, str],
+    overrides: dict[str, Any],
+    report: bool = True,
+) -> Any:
+    from servingperf.cli.progress import RichProgress
+    from servingperf.config import load_scenario
+    from servingperf.scenarios.runner import RunOptions, run_scenario
+
+    spec = load_scenario(scenario, {k: v for k, v in overrides.items() if v is not None})
+    if labels:  # command-line labels add to (and win over) the file's labels
+        spec = spec.model_copy(update={"labels": {**spec.labels, **labels}})
+    stop = asyncio.Event()
+    options = RunOptions(base_dir=scenario.parent, runs_dir=runs_dir, out=out_dir, report=report)
+    return run_async(run_scenario(spec, options, RichProgress(console), stop), stop)
+
+
+@app.command()
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out", help="where the demo's runs go")] = Path(
+        "demo-out"
+    ),
+    examples: Annotated[
+        Path, typer.Option(help="folder of the demo scenarios")
+    ] = Path("examples/demo"),
+) -> None:
+    """Run the demo against the embedded emulator and write its HTML report(s)."""
+    from servingperf.cli.tables import summary_table
+
+    scenario = examples / "single-model.yaml"
+    if not scenario.is_file():
+        raise _fail(ConfigError(f"{scenario}: not found; run the demo from the repository root"))
+    try:
+        outcome = _run_scenario_file(scenario, None, out_dir / "runs", {}, {})
+    except ServingPerfError as exc:
+        raise _fail(exc) from None
+    out.print(summary_table(outcome.summary))
+    out.print(f"report: {outcome.run_dir.path / 'report.html'}")
+
+
+@app.command()
+def summarize(run_dir: Annotated[Path, typer.Argument(help="a run directory")]) -> None:
+    """Recompute summary.json from the run's records and print it."""
+    from servingperf.cli.tables import summary_table
+    from servingperf.results.rundir import RunDir
+    from servingperf.scenarios.outputs import write_summary
+
+    try:
+        summary = write_summary(RunDir(run_dir))
+    except ServingPerfError as exc:
+        raise _fail(exc) from None
+    out.print(summary_table(summary))
+
+
+@app.command()
+def report(run_dir: Annotated[Path, typer.Argument(help="a run directory")]) -> None:
+    """Redraw a run's summary and HTML report (with PNG charts) from its records."""
+    from servingperf.results.rundir import RunDir
+    from servingperf.scenarios.outputs import write_report, write_summary
+
+    try:
+        write_summary(RunDir(run_dir))
+        write_report(RunDir(run_dir))
+    except ServingPerfError as exc:
+        raise _fail(exc) from None
+    out.print(f"report: {run_dir / 'report.html'}")
+
+
+@emulator_app.command("serve")
+def emulator_serve(
+    profile: Annotated[str, typer.Option(help="emulator profile, e.g. flan-t5-small")],
+    port: Annotated[int, typer.Option(help="TCP port; 0 picks a free one")] = 8000,
+    host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
+    model_id: Annotated[
+        list[str] | None, typer.Option("--model-id", help="model id to serve (repeatable)")
+    ] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="override a profile parameter, KEY=VALUE")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="seeds output lengths and the load time")] = 0,
+    load_time: Annotated[
+        float | None, typer.Option("--load-time", help="seconds before ready (default: profile)")
+    ] = None,
+    ground_truth: Annotated[
+        Path | None, typer.Option(help="write server-side timings per request to this JSONL file")
+    ] = None,
+    port_file: Annotated[
+        Path | None, typer.Option(help="write the bound port here once listening")
+    ] = None,
+) -> None:
+    """Serve an emulated model (OpenAI-compatible HTTP) until SIGTERM or Ctrl-C."""
+    from servingperf.emulator.server import ServeOptions, serve
+
+    try:
+        overrides = {k: float(v) for k, v in _parse_pairs(set_, "--set").items()}
+    except ValueError as exc:
+        raise _fail(ConfigError(f"--set: values must be numbers ({exc})")) from None
+    try:
+        serve(
+            ServeOptions(
+                profile=profile,
+                host=host,
+                port=port,
+                model_ids=tuple(model_id or ()),
+                overrides=overrides,
+                seed=seed,
+                load_time_s=load_time,
+                ground_truth_path=ground_truth,
+                port_file=port_file,
+            )
+        )
+    except ServingPerfError as exc:
+        raise _fail(exc) from None
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(int(ExitCode.INTERRUPTED))

@@ -1,0 +1,62 @@
+"""Live progress on the terminal (Rich), as a ProgressSink the engine writes to."""
+
+from __future__ import annotations
+
+import time
+
+from rich.console import Console
+from rich.live import Live
+from rich.text import Text
+
+from servingperf.load.sinks import LoadCounters
+
+
+class RichProgress:
+    """One live line per phase: elapsed / planned, requests, errors, in flight, output tokens/s."""
+
+    def __init__(self, console: Console) -> None:
+        self._console = console
+        self._live: Live | None = None
+        self._duration = 0.0
+        self._last: tuple[float, int] | None = None
+        self._rate = 0.0
+
+    def phase_started(self, counters: LoadCounters, duration_s: float) -> None:
+        self._duration = duration_s
+        self._last = None
+        self._rate = 0.0
+        self._live = Live(
+            self._line(counters, 0.0), console=self._console, transient=False, refresh_per_second=4
+        )
+        self._live.start()
+
+    def tick(self, counters: LoadCounters, elapsed_s: float) -> None:
+        now = time.monotonic()
+        if self._last is not None and now - self._last[0] >= 1.0:
+            self._rate = (counters.output_tokens - self._last[1]) / (now - self._last[0])
+            self._last = (now, counters.output_tokens)
+        elif self._last is None:
+            self._last = (now, counters.output_tokens)
+        if self._live is not None:
+            self._live.update(self._line(counters, elapsed_s))
+
+    def phase_ended(self, counters: LoadCounters) -> None:
+        if self._live is not None:
+            self._live.update(self._line(counters, self._duration, done=True))
+            self._live.stop()
+            self._live = None
+
+    def _line(self, c: LoadCounters, elapsed: float, done: bool = False) -> Text:
+        mark = "✔" if done else "…"
+        text = Text.assemble(
+            (f"{mark} {c.instance}", "bold"),
+            f" [{c.phase}] ",
+            (f"{min(elapsed, self._duration):6.1f}/{self._duration:.0f} s", "cyan"),
+            f"  requests {c.ok:>6} ok",
+            (f" {c.errors:>4} errors", "red" if c.errors else "dim"),
+            f"  {c.in_flight:>3} in flight",
+            f"  {self._rate:8.1f} tok/s",
+        )
+        if c.cut:
+            text.append(f"  {c.cut} cut", style="yellow")
+        return text

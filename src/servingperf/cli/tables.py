@@ -1,0 +1,60 @@
+"""The summary table printed at the end of a run (Rich), read from ``summary.json`` alone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+
+def _ms(stats: dict[str, Any] | None, key: str) -> str:
+    if not stats:
+        return "–"
+    return f"{stats[key] * 1000:.1f}"
+
+
+def _num(value: float | None, fmt: str = "{:.1f}") -> str:
+    return "–" if value is None else fmt.format(value)
+
+
+def summary_table(summary: dict[str, Any]) -> Table:
+    table = Table(title=f"{summary['scenario']} · run {summary['run_id']} · {summary['status']}")
+    for header in (
+        "instance",
+        "ok",
+        "errors",
+        "cut",
+        "out tok/s",
+        "req/s",
+        "TTFT p50 ms",
+        "TTFT p90 ms",
+        "TPOT p50 ms",
+        "TPOT p90 ms",
+        "NTPOT mean ms",
+        "E2E mean s",
+        "E2E p90 s",
+        "error rate",
+    ):
+        table.add_column(header, justify="left" if header == "instance" else "right")
+    for key, entry in summary["instances"].items():
+        stats = entry["stats"]
+        counts = entry["counts"]
+        throughput = entry["throughput"]
+        e2e = stats["e2e_s"]
+        table.add_row(
+            key,
+            str(counts["measured"]),
+            str(counts["error"]),
+            str(counts["cut"]),
+            _num(throughput["output_tps"]),
+            _num(throughput["request_rps"], "{:.2f}"),
+            _ms(stats["ttft_s"], "p50"),
+            _ms(stats["ttft_s"], "p90"),
+            _ms(stats["tpot_s"], "p50"),
+            _ms(stats["tpot_s"], "p90"),
+            _ms(stats["ntpot_s"], "mean"),
+            _num(e2e["mean"] if e2e else None, "{:.2f}"),
+            _num(e2e["p90"] if e2e else None, "{:.2f}"),
+            _num(entry["error_rate"], "{:.2%}"),
+        )
+    return table

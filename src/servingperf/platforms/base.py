@@ -1,0 +1,56 @@
+"""The ``Platform`` protocol and the instance types every platform shares.
+
+Terms: an *instance* is one deployed copy of a model (a process, an InferenceService, a URL);
+*created* is when the platform accepted it, *ready* when its readiness check first passed. Each
+instance carries its :class:`DeploymentRecord`, updated in place as events happen, so a run that is
+interrupted still has every deployment fact gathered so far.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from servingperf.model.deployments import DeploymentRecord
+from servingperf.model.specs import ModelSpec
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceRequest:
+    """What to deploy: a model spec under an instance name, in a namespace (a group of instances)."""
+
+    name: str
+    namespace: str
+    model: ModelSpec
+    seed: int = 0
+
+
+@dataclass(slots=True)
+class Instance:
+    request: InstanceRequest
+    record: DeploymentRecord
+    url: str | None = None  # base URL (HTTP) or host:port (gRPC) once ready
+    grpc_url: str | None = None
+    handle: object | None = field(default=None, repr=False)  # platform-private state
+
+
+class Platform(Protocol):
+    """Deploys and removes instances; every method is safe to call during interruption."""
+
+    name: str
+
+    async def deploy(self, request: InstanceRequest) -> Instance:
+        """Create the instance and return at once (status ``created``); DeployError on refusal."""
+        ...
+
+    async def wait_ready(self, instance: Instance, timeout_s: float) -> None:
+        """Return when ready (status ``ready``, ``url`` set); else mark it failed, raise DeployError."""
+        ...
+
+    async def delete(self, instance: Instance) -> None:
+        """Remove the instance; idempotent."""
+        ...
+
+    async def close(self) -> None:
+        """Remove everything this platform object created that is still there."""
+        ...

@@ -1,0 +1,145 @@
+"""Run a scenario end to end: create the run directory, deploy, load, and always finish cleanly.
+
+Whatever happens (success, a target failure, Ctrl-C), the records gathered so far are flushed,
+everything deployed is removed, ``run.json`` says how the run ended, and the summary and report are
+drawn from what was recorded. The scenario modules only orchestrate phases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from servingperf.errors import ConfigError, ServingPerfError
+from servingperf.load.sinks import ProgressSink
+from servingperf.model.specs import PlatformKind, ScenarioKind, ScenarioSpec
+from servingperf.platforms.base import Platform
+from servingperf.platforms.local import LocalPlatform
+from servingperf.platforms.static import StaticPlatform
+from servingperf.results.record_writer import ParquetRecordWriter
+from servingperf.results.rundir import PhaseWindow, RunDir, RunInfo, utc_iso
+from servingperf.scenarios.environment import environment
+from servingperf.scenarios.outputs import write_report, write_summary
+
+
+@dataclass(slots=True)
+class RunOptions:
+    base_dir: Path  # the scenario file's folder: relative paths in the scenario resolve here
+    runs_dir: Path  # where run directories are created
+    out: Path | None = None  # exact run directory, overriding runs_dir/<run_id>
+    report: bool = True
+
+
+@dataclass(slots=True)
+class RunContext:
+    """What a scenario module gets: the spec, where to write, how to deploy, when to stop."""
+
+    spec: ScenarioSpec
+    base_dir: Path
+    run_dir: RunDir
+    info: RunInfo
+    t0: float
+    platform: Platform
+    records: ParquetRecordWriter
+    progress: ProgressSink
+    stop: asyncio.Event
+
+    def add_phase(self, window: PhaseWindow) -> None:
+        self.info.phases.append(window)
+        self.run_dir.write_info(self.info)
+
+
+@dataclass(slots=True)
+class RunOutcome:
+    run_dir: RunDir
+    info: RunInfo
+    summary: dict[str, Any]
+
+
+ScenarioFn = Callable[[RunContext], Awaitable[None]]
+
+
+def new_run_id(name: str, now: datetime) -> str:
+    return f"{name}-{now.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(2)}"
+
+
+def make_platform(spec: ScenarioSpec, work_dir: Path, t0: float) -> Platform:
+    kind = spec.platform.kind
+    if kind is PlatformKind.LOCAL:
+        return LocalPlatform(work_dir, t0, host=spec.platform.host)
+    if kind is PlatformKind.STATIC:
+        return StaticPlatform(t0)
+    raise ConfigError(f"platform kind {kind.value!r} is not available in this build")
+
+
+def scenario_function(kind: ScenarioKind) -> ScenarioFn:
+    if kind is ScenarioKind.SINGLE_MODEL:
+        from servingperf.scenarios.single_model import run_single_model
+
+        return run_single_model
+    raise ConfigError(f"scenario kind {kind.value!r} is not available in this build")
+
+
+async def run_scenario(
+    spec: ScenarioSpec,
+    options: RunOptions,
+    progress: ProgressSink,
+    stop: asyncio.Event,
+) -> RunOutcome:
+    """Run ``spec``; ServingPerfError after clean-up if it failed, with the run dir still written."""
+    scenario = scenario_function(spec.kind)
+    started = datetime.now(UTC)
+    t0 = time.monotonic()
+    run_id = new_run_id(spec.name, started)
+    run_dir = RunDir(options.out or options.runs_dir / run_id)
+    run_dir.create()
+    info = RunInfo(
+        run_id=run_id,
+        scenario=spec.name,
+        kind=spec.kind.value,
+        started_at=utc_iso(started),
+        t0_monotonic=t0,
+        labels=dict(spec.labels),
+        config=spec.model_dump(mode="json"),
+        environment=environment(),
+    )
+    run_dir.write_info(info)
+    platform = make_platform(spec, run_dir.path / "instances", t0)
+    records = ParquetRecordWriter(run_dir.records_dir)
+    context = RunContext(
+        spec, options.base_dir, run_dir, info, t0, platform, records, progress, stop
+    )
+    failure: ServingPerfError | None = None
+    try:
+        await scenario(context)
+        info.status = "incomplete" if stop.is_set() else "complete"
+        if stop.is_set():
+            info.status_reason = "interrupted"
+    except ServingPerfError as exc:
+        failure = exc
+        info.status, info.status_reason = "failed", str(exc)
+    except asyncio.CancelledError:
+        info.status, info.status_reason = "incomplete", "cancelled"
+        raise
+    finally:
+        try:
+            await asyncio.shield(platform.close())
+        finally:
+            records.close()
+            deployments = getattr(platform, "instances", [])
+            if deployments:
+                run_dir.write_deployments([i.record for i in deployments])
+            info.ended_at = utc_iso(datetime.now(UTC))
+            run_dir.write_info(info)
+    summary = write_summary(run_dir)
+    if options.report:
+        write_report(run_dir)
+    if failure is not None:
+        raise failure
+    return RunOutcome(run_dir, info, summary)

@@ -1,0 +1,56 @@
+"""Resolve what a protocol client needs for an instance: URL, model id, TLS and credentials.
+
+Credentials come from the environment or a file named in the scenario, never from the scenario
+itself, and only the redacted target is ever written down.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from servingperf.errors import ConfigError
+from servingperf.model.specs import LoadSpec, ModelSpec
+from servingperf.model.target import Target
+from servingperf.platforms.base import Instance
+
+
+def read_token(model: ModelSpec, base_dir: Path) -> str | None:
+    endpoint = model.endpoint
+    if endpoint is None:
+        return None
+    if endpoint.token_env:
+        value = os.environ.get(endpoint.token_env)
+        if not value:
+            raise ConfigError(
+                f"model {model.name!r}: environment variable {endpoint.token_env} is not set"
+            )
+        return value.strip()
+    if endpoint.token_file:
+        path = (base_dir / endpoint.token_file).expanduser()
+        try:
+            return path.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"model {model.name!r}: cannot read token_file {path}: {exc}"
+            ) from exc
+    return None
+
+
+def target_for(instance: Instance, model: ModelSpec, load: LoadSpec, base_dir: Path) -> Target:
+    url = instance.grpc_url if model.protocol.value.endswith("-grpc") else instance.url
+    if url is None:
+        raise ConfigError(
+            f"instance {instance.request.name!r} has no endpoint for {model.protocol}"
+        )
+    endpoint = model.endpoint
+    return Target(
+        url=url,
+        model=model.request_model,
+        protocol=model.protocol,
+        request_timeout_s=load.request_timeout_s,
+        tls_insecure=endpoint.tls_insecure if endpoint else False,
+        ca_file=endpoint.ca_file if endpoint else None,
+        token=read_token(model, base_dir),
+        host_header=endpoint.host_header if endpoint else None,
+    )
