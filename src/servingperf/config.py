@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from servingperf.emulator.profiles import PROFILES, resolve_profile
 from servingperf.errors import ConfigError
 from servingperf.model.specs import FieldError, ScenarioSpec
 
@@ -96,7 +97,7 @@ def parse_scenario(
     for dotted, value in (overrides or {}).items():
         _set_dotted(data, dotted, value)
     try:
-        return ScenarioSpec.model_validate(data)
+        spec = ScenarioSpec.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = _strip_union_tags(tuple(p for p in first["loc"] if isinstance(p, (int, str))))
@@ -108,6 +109,24 @@ def parse_scenario(
         message = first["msg"].removeprefix("Value error, ")
         more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
         raise ConfigError(f"{where}: {_field_path(loc)}: {message}{more}") from exc
+    _check_emulator_profiles(spec, root, source)
+    return spec
+
+
+def _check_emulator_profiles(spec: ScenarioSpec, root: yaml.Node | None, source: str) -> None:
+    """Resolve every emulator profile now, so a typo fails before anything is deployed."""
+    for index, model in enumerate(spec.models):
+        if model.emulator is None:
+            continue
+        try:
+            resolve_profile(model.emulator.profile, model.emulator.overrides)
+        except ConfigError as exc:
+            loc: tuple[int | str, ...] = ("models", index, "emulator", "profile")
+            if model.emulator.overrides and model.emulator.profile in PROFILES:
+                loc = ("models", index, "emulator", "overrides")
+            line = _line_of(root, loc)
+            where = f"{source}:{line}" if line else source
+            raise ConfigError(f"{where}: {_field_path(loc)}: {exc}") from exc
 
 
 def _strip_union_tags(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:

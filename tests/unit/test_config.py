@@ -75,3 +75,11 @@ def test_cross_field_errors_point_at_the_field() -> None:
     text = VALID.replace("load:", "  - name: small\n    emulator: {profile: bloom-560m}\nload:")
     with pytest.raises(ConfigError, match=r"s.yaml:5: models\[1\].name: model name 'small' is repeated"):
         parse_scenario(text, "s.yaml")
+
+
+def test_unknown_emulator_profile_fails_before_anything_runs() -> None:
+    with pytest.raises(ConfigError, match=r"s.yaml:4: models\[0\].emulator.profile: .*flan-t5-smal"):
+        parse_scenario(VALID.replace("flan-t5-small", "flan-t5-smal"), "s.yaml")
+    text = VALID.replace("{profile: flan-t5-small}", "{profile: flan-t5-small, overrides: {x: 1}}")
+    with pytest.raises(ConfigError, match=r"s.yaml:4: models\[0\].emulator.overrides: "):
+        parse_scenario(text, "s.yaml")

@@ -179,6 +179,39 @@ class SloSpec(Spec):
     e2e_s: float | None = Field(default=None, gt=0)
 
 
+class ManyModelSpec(Spec):
+    """The seed's many-model flavour: for each of M namespaces, for each of K instances: deploy it,
+    validate it with Q queries; then validate all K of the namespace again with Q queries each."""
+
+    namespaces: int = Field(default=12, ge=1, le=10_000)
+    instances_per_namespace: int = Field(default=17, ge=1, le=10_000)
+    queries: int = Field(default=10, ge=0, le=10_000, description="validation queries per round")
+    validation_output_tokens: int = Field(default=16, ge=1, le=4096)
+    namespace_concurrency: int = Field(
+        default=12, ge=1, le=10_000, description="namespace drivers running at once"
+    )
+    namespace_stagger_s: float = Field(
+        default=60.0, ge=0, le=86_400, description="delay between namespace driver starts"
+    )
+    namespace_prefix: Name = "ns"
+    keep_deployed: bool = Field(
+        default=False, description="leave instances running at the end (they are removed otherwise)"
+    )
+
+
+class MultiModelSpec(Spec):
+    """The seed's multi-model flavour: a concurrent phase on all instances, then each alone."""
+
+    sequential: bool = Field(default=True, description="run the sequential baseline phase")
+    saturation_threshold: float = Field(
+        default=0.10, gt=0, lt=1,
+        description="relative degradation (concurrent vs sequential) above which an instance is"
+        " judged saturated, when the confidence interval also excludes no change",
+    )
+    confidence: float = Field(default=0.95, gt=0.5, lt=1)
+    bootstrap_samples: int = Field(default=2000, ge=100, le=100_000)
+
+
 class ScenarioKind(enum.StrEnum):
     SINGLE_MODEL = "single-model"
     MULTI_MODEL = "multi-model"
@@ -197,10 +230,28 @@ class ScenarioSpec(Spec):
     load: LoadSpec = Field(default_factory=LoadSpec)
     dataset: DatasetSpec = Field(default_factory=DatasetSpec)
     slo: SloSpec = Field(default_factory=SloSpec)
+    many_model: ManyModelSpec | None = Field(
+        default=None, description="settings of kind many-model (defaults: the seed's 12 x 17)"
+    )
+    multi_model: MultiModelSpec | None = Field(
+        default=None, description="settings of kind multi-model"
+    )
+
+    @property
+    def many(self) -> ManyModelSpec:
+        return self.many_model or ManyModelSpec()
+
+    @property
+    def multi(self) -> MultiModelSpec:
+        return self.multi_model or MultiModelSpec()
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         names = [m.name for m in self.models]
+        if self.many_model is not None and self.kind is not ScenarioKind.MANY_MODEL:
+            raise FieldError(("many_model",), "applies only to kind 'many-model'")
+        if self.multi_model is not None and self.kind is not ScenarioKind.MULTI_MODEL:
+            raise FieldError(("multi_model",), "applies only to kind 'multi-model'")
         for index, name in enumerate(names):
             if name in names[:index]:
                 raise FieldError(("models", index, "name"), f"model name {name!r} is repeated")

@@ -83,6 +83,14 @@ def scenario_function(kind: ScenarioKind) -> ScenarioFn:
         from servingperf.scenarios.single_model import run_single_model
 
         return run_single_model
+    if kind is ScenarioKind.MULTI_MODEL:
+        from servingperf.scenarios.multi_model import run_multi_model
+
+        return run_multi_model
+    if kind is ScenarioKind.MANY_MODEL:
+        from servingperf.scenarios.many_model import run_many_model
+
+        return run_many_model
     raise ConfigError(f"scenario kind {kind.value!r} is not available in this build")
 
 
