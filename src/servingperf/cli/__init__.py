@@ -29,7 +29,8 @@ emulator_app = typer.Typer(help="The embedded model-server emulator.", no_args_i
 app.add_typer(emulator_app, name="emulator")
 
 console = Console(stderr=True)
-out = Console()
+# In a CI log there is no terminal width: use a wide one rather than Rich's 80 columns.
+out = Console(width=None if Console().is_terminal else 160)
 
 T = TypeVar("T")
 
@@ -148,9 +149,9 @@ def demo(
     out_dir: Annotated[Path, typer.Option("--out", help="where the demo's runs go")] = Path(
         "demo-out"
     ),
-    examples: Annotated[
-        Path, typer.Option(help="folder of the demo scenarios")
-    ] = Path("examples/demo"),
+    examples: Annotated[Path, typer.Option(help="folder of the demo scenarios")] = Path(
+        "examples/demo"
+    ),
 ) -> None:
     """Run the demo against the embedded emulator and write its HTML report(s)."""
     from servingperf.cli.tables import summary_table

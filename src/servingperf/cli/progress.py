@@ -12,10 +12,16 @@ from servingperf.load.sinks import LoadCounters
 
 
 class RichProgress:
-    """One live line per phase: elapsed / planned, requests, errors, in flight, output tokens/s."""
+    """One live line per phase: elapsed / planned, requests, errors, in flight, output tokens/s.
 
-    def __init__(self, console: Console) -> None:
+    On a terminal the line updates in place; in a CI log (no terminal) a plain line is printed
+    every ``log_interval_s`` and at the end of each phase.
+    """
+
+    def __init__(self, console: Console, log_interval_s: float = 10.0) -> None:
         self._console = console
+        self._log_interval_s = log_interval_s
+        self._next_log = 0.0
         self._live: Live | None = None
         self._duration = 0.0
         self._last: tuple[float, int] | None = None
@@ -39,12 +45,18 @@ class RichProgress:
             self._last = (now, counters.output_tokens)
         if self._live is not None:
             self._live.update(self._line(counters, elapsed_s))
+        elif now >= self._next_log:
+            self._next_log = now + self._log_interval_s
+            self._console.print(self._line(counters, elapsed_s))
 
     def phase_ended(self, counters: LoadCounters) -> None:
+        final = self._line(counters, self._duration, done=True)
         if self._live is not None:
-            self._live.update(self._line(counters, self._duration, done=True))
+            self._live.update(final)
             self._live.stop()
             self._live = None
+        else:
+            self._console.print(final)
 
     def _line(self, c: LoadCounters, elapsed: float, done: bool = False) -> Text:
         mark = "✔" if done else "…"

@@ -19,23 +19,27 @@ def _num(value: float | None, fmt: str = "{:.1f}") -> str:
 
 def summary_table(summary: dict[str, Any]) -> Table:
     table = Table(title=f"{summary['scenario']} · run {summary['run_id']} · {summary['status']}")
-    for header in (
-        "instance",
+    table.caption = (
+        "times in ms unless marked s; figures over the measurement window (README: Definitions)"
+    )
+    headers = (
         "ok",
-        "errors",
+        "err",
         "cut",
-        "out tok/s",
+        "tok/s",
         "req/s",
-        "TTFT p50 ms",
-        "TTFT p90 ms",
-        "TPOT p50 ms",
-        "TPOT p90 ms",
-        "NTPOT mean ms",
-        "E2E mean s",
+        "TTFT p50",
+        "TTFT p90",
+        "TPOT p50",
+        "TPOT p90",
+        "NTPOT avg",
+        "E2E avg s",
         "E2E p90 s",
-        "error rate",
-    ):
-        table.add_column(header, justify="left" if header == "instance" else "right")
+        "err %",
+    )
+    table.add_column("instance", overflow="fold", min_width=12)
+    for header in headers:
+        table.add_column(header, justify="right", no_wrap=True)
     for key, entry in summary["instances"].items():
         stats = entry["stats"]
         counts = entry["counts"]
@@ -55,6 +59,6 @@ def summary_table(summary: dict[str, Any]) -> Table:
             _ms(stats["ntpot_s"], "mean"),
             _num(e2e["mean"] if e2e else None, "{:.2f}"),
             _num(e2e["p90"] if e2e else None, "{:.2f}"),
-            _num(entry["error_rate"], "{:.2%}"),
+            _num(None if entry["error_rate"] is None else entry["error_rate"] * 100, "{:.2f}"),
         )
     return table
