@@ -1,0 +1,304 @@
+"""The emulator's OpenAI-compatible HTTP front end (aiohttp), as vLLM serves the API.
+
+Routes: ``POST /v1/completions``, ``POST /v1/chat/completions`` (streaming and not),
+``GET /v1/models``, ``GET /health``. Until the *load time* has passed since the server started
+listening, ``/health`` and every other route answer 503 (the model is "loading"); then ``/health``
+answers 200 with an empty body. Each served model id maps to an :class:`Engine`; several ids may
+share one engine (one emulated device).
+
+Every generation request leaves one :class:`GroundTruthRecord`, taken at the true moments: a token
+time is read right after ``await response.write`` returned for the chunk carrying it. Output
+lengths come from :func:`plan_output` with a random generator seeded from the server seed and the
+request id, so the same request id gets the same natural length whatever the arrival order.
+The app must run with ``handler_cancellation=True`` (see :mod:`servingperf.emulator.server`) so a
+client that goes away cancels its handler at once and its sequence leaves the batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+import uuid
+from collections.abc import Mapping
+
+from aiohttp import web
+
+from servingperf.emulator.engine import Clock, Engine, Sequence
+from servingperf.emulator.groundtruth import GroundTruthLog, GroundTruthRecord
+from servingperf.emulator.lengths import OutputPlan, plan_output
+from servingperf.emulator.openai_format import (
+    GenerationCall,
+    InvalidRequest,
+    StreamEncoder,
+    error_body,
+    full_response,
+    models_body,
+    parse_chat,
+    parse_completion,
+)
+
+REQUEST_ID_HEADER = "X-Request-Id"
+MAX_BODY_BYTES = 16 * 1024 * 1024  # room for very long prompts given as token ids
+_JSON = "application/json"
+
+
+class OpenAIFrontEnd:
+    """Serves ``engines`` (model id -> engine) over the OpenAI API and logs ground truth.
+
+    ``load_time_s`` counts from :meth:`mark_listening`; until then, and until it has passed, the
+    server reports itself loading.
+    """
+
+    def __init__(
+        self,
+        engines: Mapping[str, Engine],
+        *,
+        ground_truth: GroundTruthLog,
+        load_time_s: float,
+        seed: int = 0,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        if not engines:
+            raise ValueError("serve at least one model")
+        self._engines = dict(engines)
+        self._default_model = next(iter(self._engines))
+        self._log = ground_truth
+        self._load_time_s = load_time_s
+        self._seed = seed
+        self._clock = clock
+        self._ready_at = math.inf
+        self._ready = False
+        self._created = int(time.time())
+
+    @property
+    def model_ids(self) -> tuple[str, ...]:
+        return tuple(self._engines)
+
+    def mark_listening(self) -> None:
+        """Start the load-time countdown (the socket is bound and accepting)."""
+        self._ready_at = self._clock() + self._load_time_s
+        self._ready = self._load_time_s <= 0
+
+    def seconds_until_ready(self) -> float:
+        """Time left until ready (0 when ready); only meaningful after :meth:`mark_listening`."""
+        return 0.0 if self.ready else self._ready_at - self._clock()
+
+    @property
+    def ready(self) -> bool:
+        if not self._ready and self._clock() >= self._ready_at:
+            self._ready = True
+        return self._ready
+
+    def build_app(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_BODY_BYTES)
+        app.router.add_post("/v1/completions", self._completions)
+        app.router.add_post("/v1/chat/completions", self._chat_completions)
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/health", self._health)
+        return app
+
+    # --- simple routes -------------------------------------------------------------------------
+
+    async def _health(self, request: web.Request) -> web.Response:
+        if not self.ready:
+            return _json_response(503, error_body(503, "the model is loading"))
+        return web.Response(status=200)
+
+    async def _models(self, request: web.Request) -> web.Response:
+        if not self.ready:
+            return _json_response(503, error_body(503, "the model is loading"))
+        return _json_response(200, models_body(self._engines, self._created))
+
+    # --- generation ----------------------------------------------------------------------------
+
+    async def _completions(self, request: web.Request) -> web.StreamResponse:
+        return await self._generate(request, chat=False)
+
+    async def _chat_completions(self, request: web.Request) -> web.StreamResponse:
+        return await self._generate(request, chat=True)
+
+    async def _generate(self, request: web.Request, *, chat: bool) -> web.StreamResponse:
+        record = GroundTruthRecord(
+            request_id=request.headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex,
+            model="",
+            endpoint=request.path,
+            streamed=False,
+            arrival=self._clock(),
+        )
+        try:
+            return await self._answer(request, record, chat)
+        except asyncio.CancelledError:
+            record.outcome = "disconnected"
+            raise
+        finally:
+            if record.end is None:
+                record.end = self._clock()
+            self._log.add(record)
+
+    async def _answer(
+        self, request: web.Request, record: GroundTruthRecord, chat: bool
+    ) -> web.StreamResponse:
+        if not self.ready:
+            return await self._reject(request, record, 503, "the model is loading")
+        try:
+            body = await request.read()
+            call = parse_chat(body) if chat else parse_completion(body)
+        except InvalidRequest as exc:
+            return await self._reject(request, record, 400, str(exc))
+        except web.HTTPException as exc:  # e.g. 413, a body beyond MAX_BODY_BYTES
+            return await self._reject(request, record, exc.status, exc.reason)
+        model = call.model if call.model is not None else self._default_model
+        record.model = model
+        record.streamed = call.stream
+        record.prompt_tokens = call.prompt_tokens
+        engine = self._engines.get(model)
+        if engine is None:
+            return await self._reject(request, record, 404, f"The model `{model}` does not exist.")
+        plan = plan_output(
+            engine.profile,
+            random.Random(f"{self._seed}:{record.request_id}"),
+            max_tokens=call.max_tokens,
+            min_tokens=call.min_tokens,
+            ignore_eos=call.ignore_eos,
+        )
+        try:
+            seq = engine.submit(call.prompt_tokens, plan.tokens)
+        except RuntimeError as exc:  # the engine is closing (shutdown) or its loop failed
+            return await self._reject(request, record, 503, str(exc))
+        try:
+            if call.stream:
+                return await self._stream(request, record, call, seq, plan, model)
+            return await self._whole(request, record, call, seq, plan, model)
+        finally:
+            seq.cancel()  # no-op when finished; frees the batch slot of a departed client
+            record.admitted = seq.admitted_at
+
+    async def _stream(
+        self,
+        request: web.Request,
+        record: GroundTruthRecord,
+        call: GenerationCall,
+        seq: Sequence,
+        plan: OutputPlan,
+        model: str,
+    ) -> web.StreamResponse:
+        clock = self._clock
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream; charset=utf-8",
+                "Cache-Control": "no-cache",
+                REQUEST_ID_HEADER: record.request_id,
+            }
+        )
+        encoder = StreamEncoder(
+            chat=call.chat,
+            response_id=("chatcmpl-" if call.chat else "cmpl-") + record.request_id,
+            created=int(time.time()),
+            model=model,
+            prompt_tokens=call.prompt_tokens,
+            include_usage=call.include_usage,
+            continuous_usage=call.continuous_usage,
+        )
+        written = record.token_written
+        last = plan.tokens - 1
+        finish_reason = plan.finish_reason
+        try:
+            await response.prepare(request)
+            async for index in seq:
+                data = encoder.token(index, finish_reason if index == last else None)
+                if index == 0 and call.chat:
+                    # vLLM sends the role chunk with the first engine output, just before it.
+                    data = encoder.role() + data
+                await response.write(data)
+                now = clock()
+                if not written:
+                    record.first_token_written = now
+                written.append(now)
+            if seq.complete:
+                record.finish_reason = finish_reason
+                await response.write(encoder.tail(len(written)))
+            else:
+                record.outcome = "aborted"
+                await response.write(
+                    encoder.error(503, "the server stopped before the generation finished")
+                )
+            await response.write_eof()
+            record.end = clock()
+        except ConnectionError:  # a write met a closed transport: the client went away
+            record.outcome = "disconnected"
+        finally:  # also when the handler is cancelled because the client went away
+            record.output_tokens = len(written)
+        return response
+
+    async def _whole(
+        self,
+        request: web.Request,
+        record: GroundTruthRecord,
+        call: GenerationCall,
+        seq: Sequence,
+        plan: OutputPlan,
+        model: str,
+    ) -> web.StreamResponse:
+        await seq.wait_finished()
+        if not seq.complete:
+            record.outcome = "aborted"
+            return await self._send(
+                request,
+                record,
+                500,
+                error_body(500, "the server stopped before the generation finished"),
+            )
+        body = full_response(
+            chat=call.chat,
+            response_id=("chatcmpl-" if call.chat else "cmpl-") + record.request_id,
+            created=int(time.time()),
+            model=model,
+            prompt_tokens=call.prompt_tokens,
+            completion_tokens=plan.tokens,
+            finish_reason=plan.finish_reason,
+        )
+        record.finish_reason = plan.finish_reason
+        return await self._send(request, record, 200, body, tokens=plan.tokens)
+
+    async def _reject(
+        self, request: web.Request, record: GroundTruthRecord, status: int, message: str
+    ) -> web.StreamResponse:
+        record.outcome = "rejected"
+        return await self._send(request, record, status, error_body(status, message))
+
+    async def _send(
+        self,
+        request: web.Request,
+        record: GroundTruthRecord,
+        status: int,
+        body: bytes,
+        *,
+        tokens: int = 0,
+    ) -> web.StreamResponse:
+        """Write a whole JSON body and time it: a non-streaming response is one token-bearing
+        chunk, its write time both the first-token and the only token time."""
+        record.status = status
+        response = web.StreamResponse(
+            status=status,
+            headers={"Content-Type": _JSON, REQUEST_ID_HEADER: record.request_id},
+        )
+        response.content_length = len(body)
+        try:
+            await response.prepare(request)
+            await response.write(body)
+            if tokens:
+                now = self._clock()
+                record.first_token_written = now
+                record.token_written.append(now)
+                record.output_tokens = tokens
+            await response.write_eof()
+            record.end = self._clock()
+        except ConnectionError:
+            record.outcome = "disconnected"
+        return response
+
+
+def _json_response(status: int, body: bytes) -> web.Response:
+    return web.Response(status=status, body=body, content_type=_JSON)
