@@ -33,13 +33,18 @@ def test_valid_scenario_and_defaults() -> None:
         (VALID.replace("users: 4", "users: 0"), "s.yaml:6: load.users: Input should be greater"),
         (VALID.replace("users: 4", "userz: 4"), "s.yaml:6: load.userz: Extra inputs are not"),
         (VALID.replace("users: 4", "users: many"), "s.yaml:6: load.users: Input should be a valid"),
-        (VALID.replace("name: small", "name: Small_Model"), "s.yaml:3: models[0].name: String should"),
+        (
+            VALID.replace("name: small", "name: Small_Model"),
+            "s.yaml:3: models[0].name: String should",
+        ),
         (VALID + "load: {}\n", "s.yaml:8: invalid YAML: duplicate key 'load'"),
         ("name: [unclosed\n", "s.yaml:2: invalid YAML"),
         ("", "s.yaml: the file is empty"),
         ("- a\n- b\n", "s.yaml:1: a scenario is a mapping"),
         (
-            VALID.replace("    emulator: {profile: flan-t5-small}", "    endpoint: {url: http://x}"),
+            VALID.replace(
+                "    emulator: {profile: flan-t5-small}", "    endpoint: {url: http://x}"
+            ),
             "s.yaml:3: models[0]: platform 'local' runs the embedded emulator",
         ),
         (VALID + "dataset: {output_tokens: 0}\n", "s.yaml:8: dataset: output_tokens must be"),
@@ -73,12 +78,16 @@ def test_overrides_apply_before_validation(tmp_path: Path) -> None:
 
 def test_cross_field_errors_point_at_the_field() -> None:
     text = VALID.replace("load:", "  - name: small\n    emulator: {profile: bloom-560m}\nload:")
-    with pytest.raises(ConfigError, match=r"s.yaml:5: models\[1\].name: model name 'small' is repeated"):
+    with pytest.raises(
+        ConfigError, match=r"s.yaml:5: models\[1\].name: model name 'small' is repeated"
+    ):
         parse_scenario(text, "s.yaml")
 
 
 def test_unknown_emulator_profile_fails_before_anything_runs() -> None:
-    with pytest.raises(ConfigError, match=r"s.yaml:4: models\[0\].emulator.profile: .*flan-t5-smal"):
+    with pytest.raises(
+        ConfigError, match=r"s.yaml:4: models\[0\].emulator.profile: .*flan-t5-smal"
+    ):
         parse_scenario(VALID.replace("flan-t5-small", "flan-t5-smal"), "s.yaml")
     text = VALID.replace("{profile: flan-t5-small}", "{profile: flan-t5-small, overrides: {x: 1}}")
     with pytest.raises(ConfigError, match=r"s.yaml:4: models\[0\].emulator.overrides: "):

@@ -60,5 +60,9 @@ def test_first_failure_wins() -> None:
     ex.fail(2.0, ErrorKind.TIMEOUT, "later")
     rec = freeze(ex, CTX, t0=0.0)
     assert (rec.status, rec.error_kind, rec.error_message, rec.t_end_s) == (
-        "error", "connect", "refused", 1.0)
+        "error",
+        "connect",
+        "refused",
+        1.0,
+    )
     assert rec.t_sent_s is None and rec.output_tokens is None

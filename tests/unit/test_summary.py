@@ -12,29 +12,66 @@ from servingperf.model.specs import SloSpec
 from servingperf.results.rundir import PhaseWindow
 from tests.fakes.records import record, table
 
-WINDOW = PhaseWindow(instance="m", phase="load", start_s=0.0, measure_start_s=5.0, measure_end_s=20.0)
+WINDOW = PhaseWindow(
+    instance="m", phase="load", start_s=0.0, measure_start_s=5.0, measure_end_s=20.0
+)
 
 
 def _records() -> list:  # type: ignore[type-arg]
     return [
         # streamed, N=4 (usage), chunks carrying 1, 1, 2 tokens
-        record(request_id="r1", t_sent_s=10.0, t_first_token_s=10.1, t_end_s=10.5,
-               chunk_offsets_s=[0.1, 0.2, 0.4], chunk_tokens=[1, 1, 2], output_tokens=4,
-               input_tokens=10),
+        record(
+            request_id="r1",
+            t_sent_s=10.0,
+            t_first_token_s=10.1,
+            t_end_s=10.5,
+            chunk_offsets_s=[0.1, 0.2, 0.4],
+            chunk_tokens=[1, 1, 2],
+            output_tokens=4,
+            input_tokens=10,
+        ),
         # streamed, N=1: no TPOT, no ITL
-        record(request_id="r2", t_sent_s=11.0, t_first_token_s=11.2, t_end_s=11.25,
-               chunk_offsets_s=[0.2], chunk_tokens=[1], output_tokens=1, input_tokens=5),
+        record(
+            request_id="r2",
+            t_sent_s=11.0,
+            t_first_token_s=11.2,
+            t_end_s=11.25,
+            chunk_offsets_s=[0.2],
+            chunk_tokens=[1],
+            output_tokens=1,
+            input_tokens=5,
+        ),
         # failed
-        record(request_id="r3", t_sent_s=12.0, t_end_s=12.05, status="error",
-               error_kind="http_status", error_message="HTTP 500"),
+        record(
+            request_id="r3",
+            t_sent_s=12.0,
+            t_end_s=12.05,
+            status="error",
+            error_kind="http_status",
+            error_message="HTTP 500",
+        ),
         # cut at the end of the window
         record(request_id="r4", t_sent_s=19.5, status="cut", error_kind="cut"),
         # completed during the ramp-up: outside the window
-        record(request_id="r5", t_sent_s=4.0, t_first_token_s=4.1, t_end_s=4.5,
-               chunk_offsets_s=[0.1], chunk_tokens=[1], output_tokens=1, input_tokens=3),
+        record(
+            request_id="r5",
+            t_sent_s=4.0,
+            t_first_token_s=4.1,
+            t_end_s=4.5,
+            chunk_offsets_s=[0.1],
+            chunk_tokens=[1],
+            output_tokens=1,
+            input_tokens=3,
+        ),
         # non-streamed: TTFT and TPOT absent, NTPOT present
-        record(request_id="r6", streamed=False, t_sent_s=13.0, t_end_s=14.0, output_tokens=10,
-               input_tokens=7),
+        record(
+            request_id="r6",
+            streamed=False,
+            t_sent_s=13.0,
+            t_end_s=14.0,
+            output_tokens=10,
+            input_tokens=7,
+        ),
     ]
 
 
@@ -65,7 +102,11 @@ def test_window_summary_exact_values() -> None:
     summary = summarize_window(table(*_records()), WINDOW, SloSpec(ttft_s=0.15))
     counts = summary["counts"]
     assert counts == {
-        "issued": 5, "ok": 3, "error": 1, "cut": 1, "measured": 3,
+        "issued": 5,
+        "ok": 3,
+        "error": 1,
+        "cut": 1,
+        "measured": 3,
         "errors_by_kind": {"http_status": 1},
     }
     assert summary["error_rate"] == pytest.approx(1 / 5)
@@ -97,8 +138,15 @@ def test_empty_window_has_no_figures_but_no_crash() -> None:
 
 def test_input_throughput_absent_when_a_count_is_missing() -> None:
     rows = [
-        record(t_sent_s=6.0, t_first_token_s=6.1, t_end_s=6.2, chunk_offsets_s=[0.1],
-               chunk_tokens=[1], output_tokens=1, input_tokens=None),
+        record(
+            t_sent_s=6.0,
+            t_first_token_s=6.1,
+            t_end_s=6.2,
+            chunk_offsets_s=[0.1],
+            chunk_tokens=[1],
+            output_tokens=1,
+            input_tokens=None,
+        ),
     ]
     summary = summarize_window(table(*rows), WINDOW, None)
     assert summary["throughput"]["input_tps"] is None
