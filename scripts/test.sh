@@ -23,6 +23,15 @@ python3 -m venv .venv
 .venv/bin/pip install -q -e '.[test]' 2>&1 | grep -v "^WARNING: Location" || true
 .venv/bin/python -c "import servingperf" # fails loudly if the install did not work
 
+# A separate environment for the real KServe model server (third-party peer of our KServe v2
+# clients): its dependencies never mix with ours.
+if [ ! -x .venv-kserve/bin/python ] || ! .venv-kserve/bin/python -c "import kserve" 2>/dev/null; then
+  echo "== installing kserve 0.21 into .venv-kserve (KServe v2 reference server for the tests)"
+  python3 -m venv .venv-kserve
+  .venv-kserve/bin/pip install -q "kserve==0.21.0" 2>&1 | grep -v "^WARNING: Location" || true
+fi
+export SERVINGPERF_KSERVE_PYTHON="$root/.venv-kserve/bin/python"
+
 # 3. Static checks.
 echo "== ruff"; .venv/bin/ruff check src tests benchmarks; .venv/bin/ruff format --check src tests benchmarks
 echo "== mypy --strict"; .venv/bin/mypy
