@@ -46,15 +46,36 @@ def _between(values: np.ndarray, start: float, end: float) -> np.ndarray:
         return (values >= start) & (values <= end)
 
 
-def summarize_window(table: pa.Table, window: PhaseWindow, slo: SloSpec | None) -> dict[str, Any]:
-    """Figures of one instance's phase; ``table`` holds that instance's records of that phase."""
+def window_bounds(window: PhaseWindow) -> tuple[float, float]:
     start = window.measure_start_s
     end = window.measure_end_s if window.measure_end_s is not None else start
+    return start, end
+
+
+def phase_records(table: pa.Table, window: PhaseWindow) -> pa.Table:
+    """The records of one instance's phase."""
+    mask = pc.and_(
+        pc.equal(table.column("instance"), window.instance),
+        pc.equal(table.column("phase"), window.phase),
+    )
+    return table.filter(mask)
+
+
+def measured_records(table: pa.Table, window: PhaseWindow) -> pa.Table:
+    """The *measured* requests of a phase's records: ok and ended inside the window."""
+    start, end = window_bounds(window)
+    status = np.asarray(table.column("status").to_numpy(zero_copy_only=False), dtype=object)
+    mask = (status == "ok") & _between(metrics.column(table, "t_end_s"), start, end)
+    return _select(table, mask)
+
+
+def summarize_window(table: pa.Table, window: PhaseWindow, slo: SloSpec | None) -> dict[str, Any]:
+    """Figures of one instance's phase; ``table`` holds that instance's records of that phase."""
+    start, end = window_bounds(window)
     length = max(end - start, 0.0)
     status = np.asarray(table.column("status").to_numpy(zero_copy_only=False), dtype=object)
     sent_in = _between(metrics.column(table, "t_sent_s"), start, end)
-    measured_mask = (status == "ok") & _between(metrics.column(table, "t_end_s"), start, end)
-    measured = _select(table, measured_mask)
+    measured = measured_records(table, window)
     issued = _select(table, sent_in)
     errors = issued.filter(pc.equal(issued.column("status"), "error"))
     n_issued = issued.num_rows
@@ -111,6 +132,11 @@ def summarize_window(table: pa.Table, window: PhaseWindow, slo: SloSpec | None) 
         "error_rate": (n_errors / n_issued) if n_issued else None,
         "stats": {name: (s.to_json() if s else None) for name, s in stats.items()},
     }
+
+
+def window_key(window: PhaseWindow) -> str:
+    """The key of a window in ``summary.json``: the instance, plus the phase unless it is "load"."""
+    return window.instance if window.phase in ("load", "") else f"{window.instance}/{window.phase}"
 
 
 def _first(table: pa.Table, name: str) -> str | None:

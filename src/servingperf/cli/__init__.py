@@ -6,16 +6,20 @@ failure; 130 interrupted; anything else is a bug, shown with its traceback).
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import sys
-from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
+from servingperf.cli.common import (
+    DEFAULT_DATA_DIR,
+    console,
+    fail,
+    out,
+    parse_pairs,
+    run_async,
+)
 from servingperf.errors import ConfigError, ExitCode, ServingPerfError
 
 app = typer.Typer(
@@ -27,58 +31,6 @@ app = typer.Typer(
 )
 emulator_app = typer.Typer(help="The embedded model-server emulator.", no_args_is_help=True)
 app.add_typer(emulator_app, name="emulator")
-
-console = Console(stderr=True)
-# In a CI log there is no terminal width: use a wide one rather than Rich's 80 columns.
-out = Console(width=None if Console().is_terminal else 160)
-
-T = TypeVar("T")
-
-DEFAULT_DATA_DIR = Path("servingperf-data")
-
-
-def _parse_pairs(values: list[str] | None, what: str) -> dict[str, str]:
-    pairs: dict[str, str] = {}
-    for item in values or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"{what} {item!r}: expected KEY=VALUE")
-        pairs[key.strip()] = value.strip()
-    return pairs
-
-
-def run_async(coro: Coroutine[Any, Any, T], stop: asyncio.Event | None = None) -> T:
-    """Run a coroutine on uvloop; first Ctrl-C / SIGTERM sets ``stop`` (a graceful stop), the
-    second exits at once (records flushed so far stay readable; servers die with their parent)."""
-
-    async def main() -> T:
-        loop = asyncio.get_running_loop()
-        if stop is not None:
-
-            def on_signal(signum: int) -> None:
-                if stop.is_set():
-                    console.print("[red]second interrupt: exiting now[/red]")
-                    os._exit(ExitCode.INTERRUPTED)
-                console.print(
-                    f"[yellow]{signal.Signals(signum).name}: stopping, flushing records and"
-                    " removing deployed models (again to exit at once)[/yellow]"
-                )
-                stop.set()
-
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(signum, on_signal, signum)
-        return await coro
-
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux and macOS
-        return asyncio.run(main())
-    return uvloop.run(main())
-
-
-def _fail(exc: ServingPerfError) -> typer.Exit:
-    console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False, soft_wrap=True)
-    return typer.Exit(int(exc.exit_code))
 
 
 @app.command()
@@ -101,27 +53,49 @@ def run(
         float | None, typer.Option("--ramp-up", help="override load.ramp_up_s (seconds)")
     ] = None,
     no_report: Annotated[bool, typer.Option("--no-report", help="skip the HTML report")] = False,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            help="results store (SQLite file or postgresql:// URL); default:"
+            " $SERVINGPERF_STORE or servingperf-data/results.db"
+        ),
+    ] = None,
+    no_store: Annotated[bool, typer.Option("--no-store", help="do not record the run")] = False,
 ) -> None:
-    """Run a scenario, write its run directory, print the summary."""
+    """Run a scenario, write its run directory, record it in the store, print the summary."""
     try:
         outcome = _run_scenario_file(
             scenario,
             out_dir,
             runs_dir,
-            _parse_pairs(label, "--label"),
+            parse_pairs(label, "--label"),
             {"load.duration_s": duration, "load.users": users, "load.ramp_up_s": ramp_up},
             report=not no_report,
         )
     except ServingPerfError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     from servingperf.cli.tables import summary_table
 
     out.print(summary_table(outcome.summary))
     out.print(f"run directory: {outcome.run_dir.path}")
+    if not no_store:
+        _record(outcome.run_dir, store)
     if not no_report:
         out.print(f"report: {outcome.run_dir.path / 'report.html'}")
     if outcome.info.status == "incomplete":
         raise typer.Exit(int(ExitCode.INTERRUPTED))
+
+
+def _record(run_dir: Any, store: str | None) -> None:
+    from servingperf.continuous.ingest import ingest, store_location
+    from servingperf.results.store import open_store
+
+    try:
+        with open_store(store_location(store)) as opened:
+            ingest(opened, run_dir)
+            out.print(f"recorded in the store: {opened.location}")
+    except ServingPerfError as exc:
+        raise fail(exc) from None
 
 
 def _run_scenario_file(
@@ -158,11 +132,11 @@ def demo(
 
     scenario = examples / "single-model.yaml"
     if not scenario.is_file():
-        raise _fail(ConfigError(f"{scenario}: not found; run the demo from the repository root"))
+        raise fail(ConfigError(f"{scenario}: not found; run the demo from the repository root"))
     try:
         outcome = _run_scenario_file(scenario, None, out_dir / "runs", {}, {})
     except ServingPerfError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     out.print(summary_table(outcome.summary))
     out.print(f"report: {outcome.run_dir.path / 'report.html'}")
 
@@ -177,7 +151,7 @@ def summarize(run_dir: Annotated[Path, typer.Argument(help="a run directory")]) 
     try:
         summary = write_summary(RunDir(run_dir))
     except ServingPerfError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     out.print(summary_table(summary))
 
 
@@ -191,7 +165,7 @@ def report(run_dir: Annotated[Path, typer.Argument(help="a run directory")]) -> 
         write_summary(RunDir(run_dir))
         write_report(RunDir(run_dir))
     except ServingPerfError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     out.print(f"report: {run_dir / 'report.html'}")
 
 
@@ -216,14 +190,23 @@ def emulator_serve(
     port_file: Annotated[
         Path | None, typer.Option(help="write the bound port here once listening")
     ] = None,
+    fault: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fault",
+            help="inject a fault, KEY=VALUE (repeatable), e.g. stall_p=0.1, error_status.503=0.05;"
+            " keys: docs/failure-behaviour.md",
+        ),
+    ] = None,
 ) -> None:
     """Serve an emulated model (OpenAI-compatible HTTP) until SIGTERM or Ctrl-C."""
+    from servingperf.emulator.faults import fault_spec_from_pairs
     from servingperf.emulator.server import ServeOptions, serve
 
     try:
-        overrides = {k: float(v) for k, v in _parse_pairs(set_, "--set").items()}
+        overrides = {k: float(v) for k, v in parse_pairs(set_, "--set").items()}
     except ValueError as exc:
-        raise _fail(ConfigError(f"--set: values must be numbers ({exc})")) from None
+        raise fail(ConfigError(f"--set: values must be numbers ({exc})")) from None
     try:
         serve(
             ServeOptions(
@@ -236,10 +219,27 @@ def emulator_serve(
                 load_time_s=load_time,
                 ground_truth_path=ground_truth,
                 port_file=port_file,
+                faults=fault_spec_from_pairs(fault or ()),
             )
         )
     except ServingPerfError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
+
+
+def _register_continuous() -> None:
+    from servingperf.cli import continuous
+
+    for command in (
+        continuous.ingest,
+        continuous.history,
+        continuous.compare,
+        continuous.gate,
+        continuous.changepoints,
+    ):
+        app.command()(command)
+
+
+_register_continuous()
 
 
 def main() -> None:

@@ -1,0 +1,131 @@
+"""What CI reads from a gate: a Markdown summary, JUnit XML (one test case per KPI), JSON.
+
+JUnit mapping: ``regressed`` -> failure; ``inconclusive`` -> skipped (with the reason);
+``acknowledged``, ``improved``, ``unchanged`` -> passed (the outcome and evidence in system-out).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+from xml.etree import ElementTree as ET
+
+from servingperf.analysis.gate import KpiVerdict
+from servingperf.continuous.gating import GateReport
+
+_ICONS = {
+    "regressed": "❌ regressed",
+    "improved": "🟢 improved",
+    "unchanged": "✅ unchanged",
+    "inconclusive": "❔ inconclusive",
+    "acknowledged": "⚠️ acknowledged",
+}
+
+
+def _num(value: float | None, unit: str = "") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    text = f"{value:.4g}"
+    return f"{text} {unit}".strip()
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{value:+.1%}"
+
+
+def _ci(v: KpiVerdict) -> str:
+    if v.ci_low is None or v.ci_high is None:
+        return "–"
+    return f"[{v.ci_low - 1:+.1%}, {v.ci_high - 1:+.1%}]"
+
+
+def verdict_json(v: KpiVerdict) -> dict[str, Any]:
+    return {
+        "kpi": v.kpi,
+        "instance": v.instance,
+        "statistic": v.statistic.value,
+        "unit": v.unit,
+        "better": v.better.value,
+        "outcome": v.outcome,
+        "verdict": v.verdict.value,
+        "reference": v.reference_value,
+        "candidate": v.candidate_value,
+        "relative_change": v.relative_change,
+        "ci_ratio": [v.ci_low, v.ci_high],
+        "confidence": v.confidence,
+        "p_value": v.p_value,
+        "threshold": v.threshold,
+        "n_reference": v.n_reference,
+        "n_candidate": v.n_candidate,
+        "reason": v.reason,
+        "acknowledged_because": v.acknowledgement.reason if v.acknowledgement else None,
+    }
+
+
+def report_json(report: GateReport) -> dict[str, Any]:
+    return {
+        "reference": report.reference.text,
+        "candidate": report.candidate.text,
+        "reference_runs": [r.run_id for r in report.reference_runs],
+        "candidate_runs": [r.run_id for r in report.candidate_runs],
+        "exit_code": int(report.exit_code),
+        "failing": sum(v.failing for v in report.verdicts),
+        "verdicts": [verdict_json(v) for v in report.verdicts],
+        "notes": report.notes,
+    }
+
+
+def report_markdown(report: GateReport) -> str:
+    failing = [v for v in report.verdicts if v.failing]
+    head = "❌ regression" if failing else "✅ no regression"
+    lines = [
+        f"## servingperf gate: {head}",
+        "",
+        f"Candidate **{report.candidate.text}** ({len(report.candidate_runs)} run(s)) against"
+        f" reference **{report.reference.text}** ({len(report.reference_runs)} run(s)).",
+        "A change counts when it exceeds the threshold and its confidence interval excludes 0.",
+        "",
+        "| instance | KPI | statistic | reference | candidate | change | CI of change | outcome |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    order = {"regressed": 0, "inconclusive": 2, "improved": 1, "acknowledged": 1, "unchanged": 3}
+    for v in sorted(report.verdicts, key=lambda v: (order.get(v.outcome, 9), v.instance, v.kpi)):
+        lines.append(
+            f"| {v.instance} | {v.kpi} | {v.statistic.value} | {_num(v.reference_value, v.unit)}"
+            f" | {_num(v.candidate_value, v.unit)} | {_pct(v.relative_change)} | {_ci(v)}"
+            f" | {_ICONS.get(v.outcome, v.outcome)} |"
+        )
+    if report.notes:
+        lines += ["", "Notes:", *[f"- {note}" for note in report.notes]]
+    return "\n".join(lines) + "\n"
+
+
+def report_junit(report: GateReport) -> str:
+    suite = ET.Element(
+        "testsuite",
+        name=f"servingperf gate {report.candidate.text} vs {report.reference.text}",
+        tests=str(len(report.verdicts)),
+        failures=str(sum(v.failing for v in report.verdicts)),
+        skipped=str(sum(v.outcome == "inconclusive" for v in report.verdicts)),
+    )
+    for v in report.verdicts:
+        case = ET.SubElement(
+            suite, "testcase", classname=f"servingperf.{v.instance}", name=f"{v.kpi}.{v.statistic}"
+        )
+        evidence = (
+            f"{v.outcome}: reference {_num(v.reference_value, v.unit)}, candidate"
+            f" {_num(v.candidate_value, v.unit)}, change {_pct(v.relative_change)},"
+            f" CI {_ci(v)}, threshold {v.threshold:.0%}; {v.reason}"
+        )
+        if v.failing:
+            ET.SubElement(case, "failure", message=evidence, type="regression")
+        elif v.outcome == "inconclusive":
+            ET.SubElement(case, "skipped", message=evidence)
+        else:
+            ET.SubElement(case, "system-out").text = evidence
+    return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def write_json(report: GateReport) -> str:
+    return json.dumps(report_json(report), indent=2) + "\n"
