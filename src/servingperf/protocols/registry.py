@@ -29,6 +29,10 @@ class Client(Protocol):
 _MODULES: dict[ProtocolKind, str] = {
     ProtocolKind.OPENAI_COMPLETIONS: "servingperf.protocols.openai",
     ProtocolKind.OPENAI_CHAT: "servingperf.protocols.openai",
+    ProtocolKind.CAIKIT_GRPC: "servingperf.protocols.caikit",
+    ProtocolKind.TGIS_GRPC: "servingperf.protocols.tgis",
+    ProtocolKind.KSERVE_V2_REST: "servingperf.protocols.kserve_v2_rest",
+    ProtocolKind.KSERVE_V2_GRPC: "servingperf.protocols.kserve_v2_grpc",
 }
 
 
