@@ -100,7 +100,11 @@ class GateSpec(Spec):
     min_samples_rate: int = Field(
         default=5, ge=2, description="per side, for rate KPIs (sub-windows or runs)"
     )
-    kpis: dict[str, KpiPolicySpec] = Field(default_factory=dict)
+    kpis: dict[str, KpiPolicySpec] = Field(
+        default_factory=lambda: {"ttft_s": KpiPolicySpec(threshold=0.10)},
+        description="per-KPI overrides; by default TTFT needs a 10% change, because queueing and"
+        " scheduling make it the noisiest figure between otherwise identical runs",
+    )
 
     @field_validator("kpis")
     @classmethod

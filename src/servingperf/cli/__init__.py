@@ -79,14 +79,14 @@ def run(
     out.print(summary_table(outcome.summary))
     out.print(f"run directory: {outcome.run_dir.path}")
     if not no_store:
-        _record(outcome.run_dir, store)
+        record_run(outcome.run_dir, store)
     if not no_report:
         out.print(f"report: {outcome.run_dir.path / 'report.html'}")
     if outcome.info.status == "incomplete":
         raise typer.Exit(int(ExitCode.INTERRUPTED))
 
 
-def _record(run_dir: Any, store: str | None) -> None:
+def record_run(run_dir: Any, store: str | None) -> None:
     from servingperf.continuous.ingest import ingest, store_location
     from servingperf.results.store import open_store
 
@@ -106,15 +106,23 @@ def _run_scenario_file(
     overrides: dict[str, Any],
     report: bool = True,
 ) -> Any:
-    from servingperf.cli.progress import RichProgress
     from servingperf.config import load_scenario
-    from servingperf.scenarios.runner import RunOptions, run_scenario
 
     spec = load_scenario(scenario, {k: v for k, v in overrides.items() if v is not None})
     if labels:  # command-line labels add to (and win over) the file's labels
         spec = spec.model_copy(update={"labels": {**spec.labels, **labels}})
+    return run_spec(spec, scenario.parent, runs_dir, out_dir, report)
+
+
+def run_spec(
+    spec: Any, base_dir: Path, runs_dir: Path, out_dir: Path | None = None, report: bool = True
+) -> Any:
+    """Run a validated scenario with live progress; Ctrl-C stops it gracefully."""
+    from servingperf.cli.progress import RichProgress
+    from servingperf.scenarios.runner import RunOptions, run_scenario
+
     stop = asyncio.Event()
-    options = RunOptions(base_dir=scenario.parent, runs_dir=runs_dir, out=out_dir, report=report)
+    options = RunOptions(base_dir=base_dir, runs_dir=runs_dir, out=out_dir, report=report)
     return run_async(run_scenario(spec, options, RichProgress(console), stop), stop)
 
 
@@ -127,18 +135,14 @@ def demo(
         "examples/demo"
     ),
 ) -> None:
-    """Run the demo against the embedded emulator and write its HTML report(s)."""
-    from servingperf.cli.tables import summary_table
+    """Run the demo against the embedded emulator: the three scenario flavours, then a release
+    history with a regression gate; writes every report and an index page under --out."""
+    from servingperf.cli.demo import run_demo
 
-    scenario = examples / "single-model.yaml"
-    if not scenario.is_file():
-        raise fail(ConfigError(f"{scenario}: not found; run the demo from the repository root"))
     try:
-        outcome = _run_scenario_file(scenario, None, out_dir / "runs", {}, {})
+        run_demo(examples, out_dir)
     except ServingPerfError as exc:
         raise fail(exc) from None
-    out.print(summary_table(outcome.summary))
-    out.print(f"report: {outcome.run_dir.path / 'report.html'}")
 
 
 @app.command()
