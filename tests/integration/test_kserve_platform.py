@@ -28,7 +28,7 @@ from servingperf.platforms.kserve_manifests import (
     serving_runtime_manifest,
     sidecar_manifest,
 )
-from servingperf.platforms.kserve_spec import DeploymentMode, InferenceServiceTemplate, KServeSpec
+from servingperf.model.kserve_spec import DeploymentMode, InferenceServiceTemplate, KServeSpec
 from servingperf.platforms.kserve_status import parse_time
 from servingperf.platforms.kube_client import connect
 from servingperf.platforms.kube_types import (

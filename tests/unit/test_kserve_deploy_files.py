@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from servingperf.platforms.kserve_spec import EndpointSource, KServeSpec
+from servingperf.model.kserve_spec import EndpointSource, KServeSpec
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "kserve"
 

@@ -22,7 +22,7 @@ from servingperf.platforms.kserve_manifests import (
     serving_runtime_manifest,
     sidecar_manifest,
 )
-from servingperf.platforms.kserve_spec import (
+from servingperf.model.kserve_spec import (
     DeploymentMode,
     InferenceServiceOverrides,
     InferenceServiceTemplate,

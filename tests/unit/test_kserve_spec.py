@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from servingperf.platforms.kserve import EndpointAccess, resolve_endpoint
-from servingperf.platforms.kserve_spec import KServeEndpointSpec, KServeSpec
+from servingperf.model.kserve_spec import KServeEndpointSpec, KServeSpec
 from servingperf.platforms.kserve_status import IsvcState, Phase
 
 BASE: dict[str, Any] = {

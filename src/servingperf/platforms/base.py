@@ -31,6 +31,10 @@ class Instance:
     record: DeploymentRecord
     url: str | None = None  # base URL (HTTP) or host:port (gRPC) once ready
     grpc_url: str | None = None
+    # how to reach it, when the platform knows better than the scenario (an ingress gateway)
+    host_header: str | None = None
+    tls_insecure: bool = False
+    ca_file: str | None = None
     handle: object | None = field(default=None, repr=False)  # platform-private state
 
 

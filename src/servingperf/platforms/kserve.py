@@ -41,7 +41,7 @@ from servingperf.platforms.kserve_manifests import (
     serving_runtime_manifest,
     sidecar_manifest,
 )
-from servingperf.platforms.kserve_spec import (
+from servingperf.model.kserve_spec import (
     EndpointSource,
     KServeEndpointSpec,
     KServeSpec,
@@ -399,6 +399,9 @@ class KServePlatform:
         _handle(instance).access = access
         instance.url = access.url
         instance.grpc_url = access.grpc_url
+        instance.host_header = access.host_header
+        instance.tls_insecure = access.tls_insecure
+        instance.ca_file = access.ca_file
         instance.record.endpoint = access.status_url
         return None
 

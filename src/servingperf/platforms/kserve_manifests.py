@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from servingperf.errors import ConfigError
-from servingperf.platforms.kserve_spec import (
+from servingperf.model.kserve_spec import (
     DeploymentMode,
     InferenceServiceOverrides,
     InferenceServiceTemplate,

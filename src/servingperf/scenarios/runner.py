@@ -23,6 +23,7 @@ from servingperf.platforms.base import Platform
 from servingperf.platforms.local import LocalPlatform
 from servingperf.platforms.static import StaticPlatform
 from servingperf.results.record_writer import ParquetRecordWriter
+from servingperf.results.redact import Redactor
 from servingperf.results.rundir import PhaseWindow, RunDir, RunInfo, utc_iso
 from servingperf.scenarios.environment import environment
 from servingperf.scenarios.outputs import write_report, write_summary
@@ -69,12 +70,18 @@ def new_run_id(name: str, now: datetime) -> str:
     return f"{name}-{now.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(2)}"
 
 
-def make_platform(spec: ScenarioSpec, work_dir: Path, t0: float) -> Platform:
+def make_platform(
+    spec: ScenarioSpec, work_dir: Path, t0: float, run_id: str, base_dir: Path
+) -> Platform:
     kind = spec.platform.kind
     if kind is PlatformKind.LOCAL:
         return LocalPlatform(work_dir, t0, host=spec.platform.host)
     if kind is PlatformKind.STATIC:
         return StaticPlatform(t0)
+    if kind is PlatformKind.KSERVE and spec.platform.kserve is not None:
+        from servingperf.platforms.kserve import KServePlatform
+
+        return KServePlatform(spec.platform.kserve, run_id, t0, base_dir)
     raise ConfigError(f"platform kind {kind.value!r} is not available in this build")
 
 
@@ -107,18 +114,20 @@ async def run_scenario(
     run_id = new_run_id(spec.name, started)
     run_dir = RunDir(options.out or options.runs_dir / run_id)
     run_dir.create()
+    config = spec.model_dump(mode="json")
+    redactor = Redactor.for_scenario(config, options.base_dir)  # no secret reaches a run file
     info = RunInfo(
         run_id=run_id,
         scenario=spec.name,
         kind=spec.kind.value,
         started_at=utc_iso(started),
         t0_monotonic=t0,
-        labels=dict(spec.labels),
-        config=spec.model_dump(mode="json"),
-        environment=environment(),
+        labels=redactor.json(dict(spec.labels)),
+        config=redactor.json(config),
+        environment=redactor.json(environment()),
     )
     run_dir.write_info(info)
-    platform = make_platform(spec, run_dir.path / "instances", t0)
+    platform = make_platform(spec, run_dir.path / "instances", t0, run_id, options.base_dir)
     records = ParquetRecordWriter(run_dir.records_dir)
     context = RunContext(
         spec, options.base_dir, run_dir, info, t0, platform, records, progress, stop
@@ -131,7 +140,7 @@ async def run_scenario(
             info.status_reason = "interrupted"
     except ServingPerfError as exc:
         failure = exc
-        info.status, info.status_reason = "failed", str(exc)
+        info.status, info.status_reason = "failed", redactor.text(str(exc))
     except asyncio.CancelledError:
         info.status, info.status_reason = "incomplete", "cancelled"
         raise
@@ -142,6 +151,10 @@ async def run_scenario(
             records.close()
             deployments = getattr(platform, "instances", [])
             if deployments:
+                for instance in deployments:
+                    if instance.record.failure_reason:
+                        reason = redactor.text(instance.record.failure_reason)
+                        instance.record.failure_reason = reason
                 run_dir.write_deployments([i.record for i in deployments])
             info.ended_at = utc_iso(datetime.now(UTC))
             run_dir.write_info(info)
@@ -149,5 +162,5 @@ async def run_scenario(
     if options.report:
         write_report(run_dir)
     if failure is not None:
-        raise failure
+        raise redactor.error(failure)
     return RunOutcome(run_dir, info, summary)

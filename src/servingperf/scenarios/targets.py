@@ -49,8 +49,8 @@ def target_for(instance: Instance, model: ModelSpec, load: LoadSpec, base_dir: P
         model=model.request_model,
         protocol=model.protocol,
         request_timeout_s=load.request_timeout_s,
-        tls_insecure=endpoint.tls_insecure if endpoint else False,
-        ca_file=endpoint.ca_file if endpoint else None,
+        tls_insecure=(endpoint.tls_insecure if endpoint else False) or instance.tls_insecure,
+        ca_file=(endpoint.ca_file if endpoint else None) or instance.ca_file,
         token=read_token(model, base_dir),
-        host_header=endpoint.host_header if endpoint else None,
+        host_header=(endpoint.host_header if endpoint else None) or instance.host_header,
     )

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import Field, model_validator
 
-from servingperf.model.specs import Spec
+from servingperf.model.spec_base import Spec
 
 DNS1035 = r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$"
 _NUMBER = r"(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
