@@ -12,7 +12,7 @@ from servingperf.errors import RunDirError
 from servingperf.report.build import CHARTS_DIR, REPORT_FILE, build_report
 from servingperf.report.charts import chart_specs
 from servingperf.report.png import PNG_MAGIC
-from tests.unit.test_report_synthetic import synthetic_run
+from tests.fakes.runs import synthetic_run
 
 NAMES = {"latency_per_token", "per_token_distribution", "throughput", "mean_latency", "timeline"}
 

@@ -16,7 +16,7 @@ from servingperf.report.boxstats import box_stats
 from servingperf.report.charts import POINT_CAP, chart_specs
 from servingperf.report.points import request_figures, sample_indices
 from tests.fakes.records import record, table
-from tests.unit.test_report_synthetic import synthetic_run
+from tests.fakes.runs import synthetic_run
 
 NAMES = ["latency_per_token", "per_token_distribution", "throughput", "mean_latency", "timeline"]
 

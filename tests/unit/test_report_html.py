@@ -21,7 +21,7 @@ from servingperf.report.html import (
     vega_javascript,
 )
 from tests.fakes.records import record, table
-from tests.unit.test_report_synthetic import synthetic_run
+from tests.fakes.runs import synthetic_run
 
 HOSTILE = "<script>alert(1)</script>"
 FAKE_JS = "/* vega bundle stand-in */ window.vegaEmbed = async () => ({});"

@@ -7,7 +7,7 @@ samples of every run of each side are pooled and judged by :func:`servingperf.an
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from servingperf.analysis.gate import (
@@ -53,8 +53,16 @@ def gate_runs(
     scenario: str | None = None,
     spec: GateSpec | None = None,
     acknowledgements: Sequence[Acknowledgement] = (),
+    *,
+    exclude_reference: Collection[str] = (),
 ) -> GateReport:
-    reference_runs = resolve(store, reference, scenario)
+    """``exclude_reference``: run ids left out of the reference side (``servingperf ci`` gates a
+    run of the reference release itself against the other runs of that release)."""
+    reference_runs = [
+        r for r in resolve(store, reference, scenario) if r.run_id not in exclude_reference
+    ]
+    if not reference_runs:
+        raise ConfigError(f"no reference run for {reference.text} once the candidate is set aside")
     scenario = scenario or reference_runs[0].scenario
     if candidate is None:
         candidate = latest_run_selection(store, scenario, [r.run_id for r in reference_runs])

@@ -3,6 +3,8 @@
 Terms. The *page* holds, in this order: a header (scenario, run id, status, time span, labels), the
 key figures of every instance (KPI tables with units, each figure's definition on hover and in the
 glossary), the charts, the failures, the glossary, the run configuration and the environment.
+When the run was gated (``servingperf ci``), a *verdicts* section comes first
+(:mod:`servingperf.report.verdicts`).
 The *chart data* is one JSON object {chart name: Vega-Lite spec} inside a
 ``<script type="application/json">`` block; the *renderer* is one ``<script type="module">`` that
 holds the Vega / Vega-Lite / vega-embed bundle (from vl-convert, inlined once per page) followed by
@@ -28,6 +30,7 @@ import vl_convert
 
 from servingperf.model.metrics import METRICS
 from servingperf.report.errordigest import FailureSample
+from servingperf.report.verdicts import VERDICTS_CSS, verdicts_section
 
 STATS_ORDER = (
     "ttft_s",
@@ -202,7 +205,9 @@ def _time_span(started: object, ended: object) -> str:
     return text
 
 
-def _header(run_info: Mapping[str, Any], summary: Mapping[str, Any]) -> str:
+def _header(
+    run_info: Mapping[str, Any], summary: Mapping[str, Any], *, verdicts: bool = False
+) -> str:
     scenario = run_info.get("scenario") or summary.get("scenario") or "run"
     run_id = run_info.get("run_id") or summary.get("run_id") or "?"
     kind = run_info.get("kind") or summary.get("kind") or ""
@@ -218,7 +223,9 @@ def _header(run_info: Mapping[str, Any], summary: Mapping[str, Any]) -> str:
         f'<span class="{badge}">{_e(status)}</span></p>'
         f'<p class="meta">{_time_span(run_info.get("started_at"), run_info.get("ended_at"))}</p>'
         + (f'<p class="meta">labels: {label_html}</p>' if label_html else "")
-        + '<nav><a href="#overview">Overview</a><a href="#charts">Charts</a>'
+        + "<nav>"
+        + ('<a href="#verdicts">Verdicts</a>' if verdicts else "")
+        + '<a href="#overview">Overview</a><a href="#charts">Charts</a>'
         '<a href="#kpis">Key figures</a>'
         '<a href="#failures">Failures</a><a href="#glossary">Glossary</a>'
         '<a href="#config">Configuration</a><a href="#environment">Environment</a></nav>'
@@ -416,8 +423,10 @@ def render_html(
     failures: Iterable[FailureSample],
     *,
     vega_js: str,
+    gate: Mapping[str, Any] | None = None,
 ) -> str:
-    """The whole page as one string; pure. ``vega_js`` is :func:`vega_javascript`'s bundle."""
+    """The whole page as one string; pure. ``vega_js`` is :func:`vega_javascript`'s bundle;
+    ``gate`` a gate document (:mod:`servingperf.report.verdicts`) shown first when given."""
     instances: Mapping[str, Any] = summary.get("instances") or {}
     kpis = "".join(_instance_section(str(name), inst) for name, inst in instances.items())
     title = f"servingperf · {run_info.get('scenario') or summary.get('scenario') or 'run'}"
@@ -426,8 +435,9 @@ def render_html(
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{_e(title)} · {_e(run_info.get('run_id') or summary.get('run_id') or '')}</title>"
-        f"<style>{CSS}</style></head><body>"
-        f"{_header(run_info, summary)}<main>"
+        f"<style>{CSS}{VERDICTS_CSS if gate is not None else ''}</style></head><body>"
+        f"{_header(run_info, summary, verdicts=gate is not None)}<main>"
+        f"{verdicts_section(gate) if gate is not None else ''}"
         f'<section id="overview"><h2>Overview</h2>{_overview(instances)}</section>'
         f"{_charts_section(specs)}"
         f'<section id="kpis"><h2>Key figures per instance</h2>{kpis}</section>'
