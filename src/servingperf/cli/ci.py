@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 from xml.etree import ElementTree as ET
 
 import typer
-import yaml
 
 from servingperf.cli.common import DEFAULT_DATA_DIR, console, fail, out, parse_pairs
 from servingperf.errors import ConfigError, ExitCode, ServingPerfError
@@ -97,6 +96,7 @@ def ci(
     """Run, record, gate against the reference, report, refresh the site; exit with the gate's
     code (0 ok or no reference yet, 1 regression, 2 bad input, 3 target failure)."""
     from servingperf.cli import _run_scenario_file
+    from servingperf.continuous.acknowledgements import read_acknowledgements
     from servingperf.continuous.selection import parse_selection
 
     outputs = _Outputs(junit, markdown, json_out)
@@ -104,7 +104,7 @@ def ci(
         labels = parse_pairs(label, "--label")
         selection = parse_selection(reference)
         spec = _gate_spec(threshold)
-        acks = _acknowledgements(acknowledgements)
+        acks = read_acknowledgements(acknowledgements)
     except ServingPerfError as exc:
         raise fail(exc) from None
     try:
@@ -243,18 +243,6 @@ def _gate_spec(threshold: float | None) -> GateSpec:
         return GateSpec() if threshold is None else GateSpec(threshold=threshold)
     except ValidationError as exc:
         raise ConfigError(f"--threshold {threshold}: {exc.errors()[0]['msg']}") from exc
-
-
-def _acknowledgements(path: Path | None) -> tuple[Acknowledgement, ...]:
-    from servingperf.analysis.gate import parse_acknowledgements
-
-    if path is None:
-        return ()
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from exc
-    return parse_acknowledgements(data, str(path))
 
 
 def _print(document: dict[str, Any], report: GateReport | None) -> None:

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import yaml
 from rich.table import Table
 
 from servingperf.cli.common import fail, out, parse_pairs
@@ -166,20 +165,15 @@ def gate(
     json_out: Annotated[Path | None, typer.Option("--json", help="write JSON here")] = None,
 ) -> None:
     """Judge a candidate against a reference, KPI by KPI; exit 1 on an unacknowledged regression."""
-    from servingperf.analysis.gate import Acknowledgement, GateSpec, parse_acknowledgements
+    from servingperf.analysis.gate import GateSpec
+    from servingperf.continuous.acknowledgements import read_acknowledgements
     from servingperf.continuous.gating import gate_runs
     from servingperf.continuous.outputs import report_junit, report_markdown, write_json
     from servingperf.continuous.selection import parse_selection
 
     try:
         spec = GateSpec() if threshold is None else GateSpec(threshold=threshold)
-        acks: tuple[Acknowledgement, ...] = ()
-        if acknowledgements is not None:
-            try:
-                data = yaml.safe_load(acknowledgements.read_text())
-            except (OSError, yaml.YAMLError) as exc:
-                raise ConfigError(f"{acknowledgements}: cannot read: {exc}") from exc
-            acks = parse_acknowledgements(data, str(acknowledgements))
+        acks = read_acknowledgements(acknowledgements)
         with _open(store) as opened:
             report = gate_runs(
                 opened,

@@ -19,7 +19,7 @@ from servingperf.results.store import Store
 
 @dataclass(frozen=True, slots=True)
 class KpiHistory:
-    key: str  # instance/phase
+    key: str  # the instance, plus "/phase" unless the phase is "load" (as in summary.json)
     kpi: str
     releases: list[str]
     values: list[float]
@@ -39,7 +39,8 @@ def release_values(
         ]
         for row in store.kpis([r.run_id for r in runs], names):
             if not math.isnan(row.value):
-                per[(f"{row.instance}/{row.phase}", row.name)][release.value].append(row.value)
+                key = row.instance if row.phase in ("load", "") else f"{row.instance}/{row.phase}"
+                per[(key, row.name)][release.value].append(row.value)
     return {key: {rel: sum(v) / len(v) for rel, v in values.items()} for key, values in per.items()}
 
 

@@ -208,12 +208,6 @@ def summary_key(instance: str, phase: str) -> str:
     return instance if phase in ("load", "") else f"{instance}/{phase}"
 
 
-def _history_key(key: str) -> str:
-    """:mod:`servingperf.continuous.history`'s ``instance/phase`` key, as a summary key."""
-    instance, _, phase = key.rpartition("/")
-    return summary_key(instance, phase) if instance else key
-
-
 def _release_runs(store: Store, scenario: str, label: str, release: str) -> list[StoredRun]:
     runs = store.runs({label: release}, scenario=scenario)
     return [r for r in runs if r.status == "complete"]
@@ -308,7 +302,7 @@ def _scenario_section(
     values: dict[str, dict[str, dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
     changes: dict[str, dict[tuple[str, str], ChangeMark]] = defaultdict(dict)
     for kpi_history in histories:
-        key, kpi = _history_key(kpi_history.key), kpi_history.kpi
+        key, kpi = kpi_history.key, kpi_history.kpi
         for release, value in zip(kpi_history.releases, kpi_history.values, strict=True):
             values[release][key][kpi] = value
         for change in kpi_history.changes:
