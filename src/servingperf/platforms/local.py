@@ -2,29 +2,140 @@
 port, grouped by namespace (a folder). created = process spawned; ready = first successful
 ``GET /health`` (probed every ``probe_interval_s``). Clock source: the harness (no platform clock).
 
-Teardown is certain: every server runs in its own process group and is told to die with its
-parent (PR_SET_PDEATHSIG in the emulator), ``delete`` sends SIGTERM then SIGKILL to the group, and
-``close`` removes whatever is left.
+Terms. A *slot* is the right to have one instance starting (spawned, not yet ready or failed):
+``deploy_concurrency`` slots exist, and ``deploy`` waits for one before spawning, so at most that
+many servers load at once; the wait is not part of the load time. *Limits* (:class:`LocalLimits`)
+are what an unprivileged process can impose on its children without cgroups: an address-space
+ceiling (``RLIMIT_AS``), a CPU affinity set and a niceness, applied in the child before ``exec``.
+
+Teardown is certain, in four layers: ``delete`` sends SIGTERM to the server's process group (each
+server leads its own), then SIGKILL after a grace period; ``close`` does that for every instance;
+every server is told to die with the harness (``PR_SET_PDEATHSIG``, armed in the child before
+``exec``, so even a harness killed during the server's start-up takes it along); and every server
+carries a marker in its environment and a pid file in the state directory, so that
+:func:`servingperf.platforms.reaper.reap_stale` (run at this platform's first deploy, and by
+``servingperf cleanup``) removes servers whose harness died anyway.
+
+Children are started with :class:`subprocess.Popen` and watched with ``waitid(WNOWAIT)``: no child
+watcher threads (one per child with asyncio's default), and an exited server stays unreaped until
+``delete`` has swept its process group, so the group id cannot be recycled under us.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
+import resource
+import secrets
 import signal
+import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
 
-from servingperf.errors import DeployError
+from servingperf.emulator.faults import fault_args
+from servingperf.errors import ConfigError, DeployError
 from servingperf.model.deployments import DeploymentRecord, DeploymentStatus
 from servingperf.platforms.base import Instance, InstanceRequest
+from servingperf.platforms.reaper import (
+    ReapReport,
+    default_state_dir,
+    owner_marker,
+    reap_stale,
+    server_environment,
+)
+from servingperf.results.rundir import write_json_atomic
 
 _STOP_GRACE_S = 5.0
+_KILL_WAIT_S = 5.0
+_EXIT_POLL_S = 0.05
+_PR_SET_PDEATHSIG = 1
+_MIB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class LocalLimits:
+    """Per-instance limits of local servers; None / 0 means no limit.
+
+    ``memory_limit_mib`` caps the address space (``RLIMIT_AS``): virtual memory, a coarse but
+    unprivileged ceiling (an emulator maps about 160 MiB at rest; allocations beyond the cap fail,
+    so the server crashes or refuses work rather than swapping the machine). ``cpus`` pins each
+    server to these CPU numbers (``sched_setaffinity``); ``nice`` lowers their priority (0-19) so
+    the harness keeps its CPU share.
+    """
+
+    memory_limit_mib: int | None = None
+    cpus: tuple[int, ...] | None = None
+    nice: int = 0
+
+    def problems(self) -> list[str]:
+        """What is wrong with these limits on this machine (empty when usable)."""
+        problems: list[str] = []
+        if self.memory_limit_mib is not None and self.memory_limit_mib < 64:
+            problems.append(f"memory_limit_mib must be >= 64, got {self.memory_limit_mib}")
+        if not 0 <= self.nice <= 19:
+            problems.append(f"nice must be between 0 and 19, got {self.nice}")
+        if self.cpus is not None:
+            if not self.cpus:
+                problems.append("cpus must name at least one CPU")
+            elif hasattr(os, "sched_getaffinity"):
+                usable = os.sched_getaffinity(0)
+                outside = sorted(set(self.cpus) - usable)
+                if outside:
+                    problems.append(f"cpus {outside} are not usable here; usable: {sorted(usable)}")
+        return problems
+
+
+@dataclass(slots=True)
+class _Server:
+    """Platform-private state of one instance (``Instance.handle``)."""
+
+    process: subprocess.Popen[bytes]
+    folder: Path
+    pid_file: Path | None
+    holds_slot: bool
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return prctl
+
+
+def _child_setup(limits: LocalLimits, parent_pid: int) -> Callable[[], None]:
+    """The function run in the child between fork and exec: death signal first, then limits.
+
+    Everything it needs is resolved here, in the parent, so the child only makes system calls.
+    """
+    prctl = _load_prctl()
+    memory = limits.memory_limit_mib * _MIB if limits.memory_limit_mib else None
+    cpus = set(limits.cpus) if limits.cpus else None
+    nice = limits.nice
+
+    def setup() -> None:
+        if prctl is not None:
+            prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+            if os.getppid() != parent_pid:  # the harness died before the signal was armed
+                os.kill(os.getpid(), signal.SIGKILL)
+        if memory is not None:
+            resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+        if cpus is not None:
+            os.sched_setaffinity(0, cpus)
+        if nice:
+            os.nice(nice)
+
+    return setup
 
 
 class LocalPlatform:
@@ -37,18 +148,49 @@ class LocalPlatform:
         host: str = "127.0.0.1",
         probe_interval_s: float = 0.1,
         ground_truth: bool = True,
+        *,
+        deploy_concurrency: int | None = None,
+        limits: LocalLimits | None = None,
+        state_dir: Path | None = None,
+        run_id: str | None = None,
+        reap_on_start: bool = True,
     ) -> None:
         self._work_dir = work_dir
         self._t0 = t0
         self._host = host
         self._probe_interval_s = probe_interval_s
         self._ground_truth = ground_truth
+        self._limits = limits or LocalLimits()
+        problems = self._limits.problems()
+        if problems:
+            raise ConfigError("local platform limits: " + "; ".join(problems))
+        if deploy_concurrency is not None and deploy_concurrency < 1:
+            raise ConfigError(f"deploy_concurrency must be >= 1, got {deploy_concurrency}")
+        self._slots = asyncio.Semaphore(deploy_concurrency) if deploy_concurrency else None
+        self._state_dir = (state_dir or default_state_dir()).expanduser().resolve()
+        self._run_id = run_id or f"local-{os.getpid()}-{secrets.token_hex(4)}"
+        self._reap_on_start = reap_on_start
+        self._started = False
         self._instances: list[Instance] = []
         self._session: aiohttp.ClientSession | None = None
+        self.reaped: ReapReport | None = None  # what the first deploy's clean-up did
 
     @property
     def instances(self) -> list[Instance]:
         return list(self._instances)
+
+    @property
+    def run_id(self) -> str:
+        return self._run_id
+
+    @property
+    def state_dir(self) -> Path:
+        return self._state_dir
+
+    @property
+    def run_state_dir(self) -> Path:
+        """This platform's folder in the state directory (``owner.json``, ``<pid>.json``)."""
+        return self._state_dir / self._run_id
 
     def _dir(self, request: InstanceRequest) -> Path:
         path = self._work_dir / request.namespace / request.name
@@ -84,11 +226,46 @@ class LocalPlatform:
             argv += ["--load-time", str(emulator.load_time_s)]
         for key, value in sorted(emulator.overrides.items()):
             argv += ["--set", f"{key}={value}"]
+        argv += fault_args(emulator.faults)  # injected faults (servingperf.emulator.faults)
+        if request.model.protocol.value.endswith("-grpc"):  # caikit, TGIS, KServe v2 over gRPC
+            argv += ["--grpc-port", "0", "--grpc-port-file", str(folder / "grpc_port")]
         return argv
 
+    async def _start(self) -> None:
+        """Once, before the first server: reap what dead harnesses left, then claim our folder."""
+        self._started = True
+        if self._reap_on_start:
+            self.reaped = await asyncio.to_thread(reap_stale, self._state_dir)
+        try:
+            self.run_state_dir.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(
+                self.run_state_dir / "owner.json",
+                {
+                    "run_id": self._run_id,
+                    "owner": owner_marker(),
+                    "pid": os.getpid(),
+                    "work_dir": str(self._work_dir),
+                    "started_at": datetime.now(UTC).isoformat(),
+                },
+            )
+        except OSError as exc:
+            raise DeployError(f"cannot write the state directory {self._state_dir}: {exc}") from exc
+
     async def deploy(self, request: InstanceRequest) -> Instance:
+        if not self._started:
+            await self._start()
         folder = self._dir(request)
-        (folder / "port").unlink(missing_ok=True)
+        for stale in ("port", "grpc_port"):  # from an earlier deploy in the same folder
+            (folder / stale).unlink(missing_ok=True)
+        argv = self.command(request, folder)
+        if self._slots is not None:
+            await self._slots.acquire()
+        try:
+            process = self._spawn(argv, folder, request.name)
+        except BaseException:
+            if self._slots is not None:
+                self._slots.release()
+            raise
         record = DeploymentRecord(
             instance=request.name,
             namespace=request.namespace,
@@ -96,51 +273,86 @@ class LocalPlatform:
             platform=self.name,
             endpoint=None,
             clock_source="harness",
-            created_at=None,
+            created_at=datetime.now(UTC),
             ready_at=None,
-            t_created_s=None,
+            t_created_s=time.monotonic() - self._t0,
             t_ready_s=None,
             t_first_validated_s=None,
             t_deleted_s=None,
             status=DeploymentStatus.CREATED.value,
             failure_reason=None,
         )
-        log = (folder / "server.log").open("ab")
-        try:
-            process = await asyncio.create_subprocess_exec(
-                *self.command(request, folder),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-            )
-        except OSError as exc:
-            raise DeployError(f"{request.name}: cannot start the emulator: {exc}") from exc
-        finally:
-            log.close()
-        record.created_at = datetime.now(UTC)
-        record.t_created_s = time.monotonic() - self._t0
-        instance = Instance(request=request, record=record, handle=process)
+        server = _Server(process, folder, None, holds_slot=self._slots is not None)
+        server.pid_file = self._write_pid_file(request, process.pid)
+        instance = Instance(request=request, record=record, handle=server)
         self._instances.append(instance)
         return instance
 
+    def _spawn(self, argv: list[str], folder: Path, name: str) -> subprocess.Popen[bytes]:
+        env = dict(os.environ)
+        env.update(server_environment(self._run_id, self._state_dir))
+        try:
+            with (folder / "server.log").open("ab") as log:
+                return subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=log,
+                    env=env,
+                    start_new_session=True,
+                    preexec_fn=_child_setup(self._limits, os.getpid()),
+                )
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise DeployError(f"{name}: cannot start the emulator: {exc}") from exc
+
+    def _write_pid_file(self, request: InstanceRequest, pid: int) -> Path | None:
+        path = self.run_state_dir / f"{pid}.json"
+        try:
+            write_json_atomic(
+                path,
+                {
+                    "pid": pid,
+                    "instance": request.name,
+                    "namespace": request.namespace,
+                    "run_id": self._run_id,
+                },
+            )
+        except OSError:
+            return None  # only a listing for people: the marker in /proc is what counts
+        return path
+
+    def _release_slot(self, server: _Server) -> None:
+        if server.holds_slot and self._slots is not None:
+            server.holds_slot = False
+            self._slots.release()
+
     async def wait_ready(self, instance: Instance, timeout_s: float) -> None:
-        process = _process(instance)
-        folder = self._dir(instance.request)
+        server = _server(instance)
+        try:
+            await self._wait_ready(instance, server, timeout_s)
+        finally:
+            self._release_slot(server)
+
+    async def _wait_ready(self, instance: Instance, server: _Server, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         url: str | None = None
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2.0))
         while time.monotonic() < deadline:
-            if process.returncode is not None:
+            code = _exit_code(server.process)
+            if code is not None:
                 self._fail(
                     instance,
-                    f"server exited with code {process.returncode} while starting"
-                    f" ({_tail(folder / 'server.log')})",
+                    f"server exited with code {code} while starting"
+                    f" ({_tail(server.folder / 'server.log')})",
                 )
             if url is None:
-                url = _read_port_url(folder / "port", self._host)
+                url = _read_port_url(server.folder / "port", self._host)
             if url is not None and await self._healthy(url):
+                grpc_port = _read_port(server.folder / "grpc_port")
+                if grpc_port is not None:
+                    shown = f"[{self._host}]" if ":" in self._host else self._host
+                    instance.grpc_url = f"{shown}:{grpc_port}"
                 instance.url = url
                 instance.record.endpoint = url
                 instance.record.ready_at = datetime.now(UTC)
@@ -164,41 +376,81 @@ class LocalPlatform:
             return False
 
     async def delete(self, instance: Instance) -> None:
-        process = _process(instance)
+        """SIGTERM the group, SIGKILL it after the grace period, sweep it, reap the leader."""
+        server = _server(instance)
+        self._release_slot(server)
+        process = server.process
         if process.returncode is None:
-            _signal_group(process.pid, signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), _STOP_GRACE_S)
-            except TimeoutError:
-                _signal_group(process.pid, signal.SIGKILL)
-                await process.wait()
+            if _exit_code(process) is None:
+                _signal_group(process.pid, signal.SIGTERM)
+                if not await _wait_exit(process, _STOP_GRACE_S):
+                    _signal_group(process.pid, signal.SIGKILL)
+                    await _wait_exit(process, _KILL_WAIT_S)
+            # The leader has exited but is not reaped yet, so its group id is still ours:
+            # sweep anything it may have left in the group, then reap it.
+            _signal_group(process.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=_KILL_WAIT_S if _exit_code(process) is not None else 0)
+        if server.pid_file is not None and process.returncode is not None:
+            server.pid_file.unlink(missing_ok=True)
+            server.pid_file = None
         if instance.record.t_deleted_s is None:
             instance.record.t_deleted_s = time.monotonic() - self._t0
             if instance.record.status != DeploymentStatus.FAILED.value:
                 instance.record.status = DeploymentStatus.DELETED.value
 
     async def close(self) -> None:
-        """Delete every instance still running (all at once), then close the probe session."""
+        """Delete every instance still running (all at once), close the probe session, and
+        remove this platform's state folder once no server of it is left."""
         try:
             await asyncio.gather(*(self.delete(i) for i in self._instances))
         finally:
             if self._session is not None:
                 await self._session.close()
                 self._session = None
+            if self._started and all(_server(i).pid_file is None for i in self._instances):
+                (self.run_state_dir / "owner.json").unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    self.run_state_dir.rmdir()
 
     def kill_all_now(self) -> None:
         """Synchronous last resort (second Ctrl-C, atexit): SIGKILL every process group."""
         for instance in self._instances:
-            process = _process(instance)
+            process = _server(instance).process
             if process.returncode is None:
                 _signal_group(process.pid, signal.SIGKILL)
 
 
-def _process(instance: Instance) -> asyncio.subprocess.Process:
-    process = instance.handle
-    if not isinstance(process, asyncio.subprocess.Process):
+def _server(instance: Instance) -> _Server:
+    server = instance.handle
+    if not isinstance(server, _Server):
         raise DeployError(f"{instance.request.name}: not deployed by this local platform")
-    return process
+    return server
+
+
+def _exit_code(process: subprocess.Popen[bytes]) -> int | None:
+    """The exit code (negative: killed by that signal) if the process has exited, else None;
+    the process is left unreaped (``WNOWAIT``) so its process group stays ours to signal."""
+    if process.returncode is not None:
+        return process.returncode
+    try:
+        info = os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:  # reaped elsewhere: let Popen find out what it can
+        return process.poll()
+    if info is None:
+        return None
+    if info.si_code == os.CLD_EXITED:
+        return info.si_status
+    return -info.si_status
+
+
+async def _wait_exit(process: subprocess.Popen[bytes], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while _exit_code(process) is None:
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(_EXIT_POLL_S)
+    return True
 
 
 def _signal_group(pid: int, signum: int) -> None:
@@ -206,15 +458,20 @@ def _signal_group(pid: int, signum: int) -> None:
         os.killpg(pid, signum)
 
 
-def _read_port_url(path: Path, host: str) -> str | None:
+def _read_port(path: Path) -> int | None:
     try:
         text = path.read_text().strip()
     except FileNotFoundError:
         return None
-    if not text.isdigit():
+    return int(text) if text.isdigit() else None
+
+
+def _read_port_url(path: Path, host: str) -> str | None:
+    port = _read_port(path)
+    if port is None:
         return None
     shown = f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{int(text)}"
+    return f"http://{shown}:{port}"
 
 
 def _tail(path: Path, lines: int = 3) -> str:
