@@ -7,7 +7,7 @@ Line numbers come from PyYAML's node marks, looked up along pydantic's error loc
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,10 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
     seen: set[Any] = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
+        if not isinstance(key, Hashable):  # YAML allows "? [a]": a list as a key
+            raise yaml.constructor.ConstructorError(
+                None, None, f"unusable mapping key {key!r:.40}", key_node.start_mark
+            )
         if key in seen:
             raise yaml.constructor.ConstructorError(
                 None, None, f"duplicate key {key!r}", key_node.start_mark
@@ -72,7 +76,10 @@ def _field_path(loc: Sequence[int | str]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + str(part)
+            text = str(part)
+            if not text.isprintable():  # a key with a newline must not split the error line
+                text = repr(text)
+            out += ("." if out else "") + text
     return out or "(top level)"
 
 
@@ -90,6 +97,8 @@ def parse_scenario(
         raise ConfigError(f"{where}: invalid YAML: {exc.problem or exc}") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: invalid YAML: {exc}") from exc
+    except RecursionError as exc:  # PyYAML composes nested nodes recursively
+        raise ConfigError(f"{source}: invalid YAML: nested too deeply") from exc
     if data is None:
         raise ConfigError(f"{source}: the file is empty; see examples/ for scenario files")
     if not isinstance(data, dict):

@@ -157,6 +157,7 @@ def summarize(run_dir: Annotated[Path, typer.Argument(help="a run directory")]) 
     except ServingPerfError as exc:
         raise fail(exc) from None
     out.print(summary_table(summary))
+    _note_status(summary)
 
 
 @app.command()
@@ -166,11 +167,23 @@ def report(run_dir: Annotated[Path, typer.Argument(help="a run directory")]) -> 
     from servingperf.scenarios.outputs import write_report, write_summary
 
     try:
-        write_summary(RunDir(run_dir))
+        summary = write_summary(RunDir(run_dir))
         write_report(RunDir(run_dir))
     except ServingPerfError as exc:
         raise fail(exc) from None
     out.print(f"report: {run_dir / 'report.html'}")
+    _note_status(summary)
+
+
+def _note_status(summary: dict[str, Any]) -> None:
+    """Say so when the figures come from a run that did not complete (interrupted, failed,
+    or never closed: see servingperf.scenarios.outputs)."""
+    status = summary.get("status")
+    if status != "complete":
+        reason = summary.get("status_reason") or "no reason recorded"
+        console.print(
+            f"note: this run is {status}: {reason}", markup=False, highlight=False, soft_wrap=True
+        )
 
 
 @emulator_app.command("serve")
@@ -193,6 +206,13 @@ def emulator_serve(
     ] = None,
     port_file: Annotated[
         Path | None, typer.Option(help="write the bound port here once listening")
+    ] = None,
+    grpc_port: Annotated[
+        int | None,
+        typer.Option(help="also serve caikit, TGIS and KServe v2 over gRPC here (0 = any port)"),
+    ] = None,
+    grpc_port_file: Annotated[
+        Path | None, typer.Option(help="write the bound gRPC port here once listening")
     ] = None,
     fault: Annotated[
         list[str] | None,
@@ -223,6 +243,8 @@ def emulator_serve(
                 load_time_s=load_time,
                 ground_truth_path=ground_truth,
                 port_file=port_file,
+                grpc_port=grpc_port,
+                grpc_port_file=grpc_port_file,
                 faults=fault_spec_from_pairs(fault or ()),
             )
         )
@@ -231,9 +253,11 @@ def emulator_serve(
 
 
 def _register_continuous() -> None:
-    from servingperf.cli import continuous
+    from servingperf.cli import ci, continuous
 
     for command in (
+        ci.ci,
+        ci.site,
         continuous.ingest,
         continuous.history,
         continuous.compare,

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from servingperf.errors import ConfigError, ExitCode, ServingPerfError
 
@@ -63,5 +64,8 @@ def run_async(coro: Coroutine[Any, Any, T], stop: asyncio.Event | None = None) -
 
 
 def fail(exc: ServingPerfError) -> typer.Exit:
-    console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False, soft_wrap=True)
+    # escape: a message quotes user input ("[a-z0-9]", "[/]"), which is not Rich markup
+    console.print(
+        f"[red]error:[/red] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True
+    )
     return typer.Exit(int(exc.exit_code))

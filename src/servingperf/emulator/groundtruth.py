@@ -8,7 +8,10 @@ token-bearing chunk had been handed to the transport (right after ``await respon
 non-streaming response that is the whole body); ``token_written`` one time per token-bearing
 chunk; ``end`` after the last byte of the response. ``output_tokens`` counts tokens actually
 written. ``status`` is the HTTP status sent; ``outcome`` is ``ok``, ``rejected`` (an error status),
-``disconnected`` (the client went away first) or ``aborted`` (the server stopped first).
+``disconnected`` (the client went away first) or ``aborted`` (the server stopped first), and with
+injected faults (:mod:`servingperf.emulator.faults`) also ``dropped`` (the server closed the
+connection mid-response) or ``crashed`` (in flight when the server crashed). ``fault`` is the label
+of the fault injected into the request, None for none.
 
 The :class:`GroundTruthLog` keeps records in memory and, when given a path, appends each as one
 JSON line, flushed at once, so a reader never sees half a record and a killed server loses none.
@@ -42,6 +45,7 @@ class GroundTruthRecord:
     finish_reason: str | None = None
     status: int = 200
     outcome: str = "ok"
+    fault: str | None = None
 
     def to_json(self) -> str:
         # Not dataclasses.asdict: it deep-copies every list, a cost paid once per request.

@@ -12,6 +12,12 @@ lengths come from :func:`plan_output` with a random generator seeded from the se
 request id, so the same request id gets the same natural length whatever the arrival order.
 The app must run with ``handler_cancellation=True`` (see :mod:`servingperf.emulator.server`) so a
 client that goes away cancels its handler at once and its sequence leaves the batch.
+
+With a :class:`~servingperf.emulator.faults.FaultInjector`, each generation request may get one
+injected fault (an error status, a latency spike, a stall, a disconnect or a malformed chunk at a
+given token), and the server may never become ready, fail its start or crash; the ground truth
+says which (``fault``). Without an injector the cost is a few ``None`` checks per request and
+one integer comparison per streamed token.
 """
 
 from __future__ import annotations
@@ -21,11 +27,19 @@ import math
 import random
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from aiohttp import web
 
 from servingperf.emulator.engine import Clock, Engine, Sequence
+from servingperf.emulator.faults import (
+    MID_STREAM,
+    FaultInjector,
+    FaultKind,
+    RequestFault,
+    corrupt_body,
+    corrupt_chunk,
+)
 from servingperf.emulator.groundtruth import GroundTruthLog, GroundTruthRecord
 from servingperf.emulator.lengths import OutputPlan, plan_output
 from servingperf.emulator.openai_format import (
@@ -40,6 +54,7 @@ from servingperf.emulator.openai_format import (
 )
 
 REQUEST_ID_HEADER = "X-Request-Id"
+_FAULT_OUTCOMES = frozenset({"dropped", "crashed"})  # set by injected faults: kept as they are
 MAX_BODY_BYTES = 16 * 1024 * 1024  # room for very long prompts given as token ids
 _JSON = "application/json"
 
@@ -59,6 +74,7 @@ class OpenAIFrontEnd:
         load_time_s: float,
         seed: int = 0,
         clock: Clock = time.monotonic,
+        faults: FaultInjector | None = None,
     ) -> None:
         if not engines:
             raise ValueError("serve at least one model")
@@ -71,6 +87,7 @@ class OpenAIFrontEnd:
         self._ready_at = math.inf
         self._ready = False
         self._created = int(time.time())
+        self._faults = faults
 
     @property
     def model_ids(self) -> tuple[str, ...]:
@@ -80,6 +97,8 @@ class OpenAIFrontEnd:
         """Start the load-time countdown (the socket is bound and accepting)."""
         self._ready_at = self._clock() + self._load_time_s
         self._ready = self._load_time_s <= 0
+        if self._faults is not None and not self._faults.arm(self._load_time_s):
+            self._ready_at, self._ready = math.inf, False  # injected: never ready
 
     def seconds_until_ready(self) -> float:
         """Time left until ready (0 when ready); only meaningful after :meth:`mark_listening`."""
@@ -127,15 +146,20 @@ class OpenAIFrontEnd:
             streamed=False,
             arrival=self._clock(),
         )
+        faults = self._faults
+        if faults is not None and not faults.admit(record, _closer(request)):
+            return web.StreamResponse()  # crashed: the connection is gone, nothing is answered
         try:
             return await self._answer(request, record, chat)
         except asyncio.CancelledError:
-            record.outcome = "disconnected"
+            if record.outcome not in _FAULT_OUTCOMES:
+                record.outcome = "disconnected"
             raise
         finally:
             if record.end is None:
                 record.end = self._clock()
-            self._log.add(record)
+            if faults is None or faults.release(record):
+                self._log.add(record)
 
     async def _answer(
         self, request: web.Request, record: GroundTruthRecord, chat: bool
@@ -156,6 +180,13 @@ class OpenAIFrontEnd:
         engine = self._engines.get(model)
         if engine is None:
             return await self._reject(request, record, 404, f"The model `{model}` does not exist.")
+        fault = None if self._faults is None else self._faults.draw(record)
+        if fault is not None and fault.kind is FaultKind.HTTP_STATUS:
+            return await self._reject(
+                request, record, fault.status, f"injected fault: HTTP {fault.status}"
+            )
+        if fault is not None and fault.kind is FaultKind.LATENCY_SPIKE:
+            await asyncio.sleep(fault.seconds)
         plan = plan_output(
             engine.profile,
             random.Random(f"{self._seed}:{record.request_id}"),
@@ -169,8 +200,8 @@ class OpenAIFrontEnd:
             return await self._reject(request, record, 503, str(exc))
         try:
             if call.stream:
-                return await self._stream(request, record, call, seq, plan, model)
-            return await self._whole(request, record, call, seq, plan, model)
+                return await self._stream(request, record, call, seq, plan, model, fault)
+            return await self._whole(request, record, call, seq, plan, model, fault)
         finally:
             seq.cancel()  # no-op when finished; frees the batch slot of a departed client
             record.admitted = seq.admitted_at
@@ -183,8 +214,10 @@ class OpenAIFrontEnd:
         seq: Sequence,
         plan: OutputPlan,
         model: str,
+        fault: RequestFault | None = None,
     ) -> web.StreamResponse:
         clock = self._clock
+        fault_at = -1 if fault is None else fault.token_index(plan.tokens)
         response = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream; charset=utf-8",
@@ -211,6 +244,15 @@ class OpenAIFrontEnd:
                 if index == 0 and call.chat:
                     # vLLM sends the role chunk with the first engine output, just before it.
                     data = encoder.role() + data
+                if index == fault_at:
+                    assert fault is not None
+                    if fault.kind is FaultKind.DISCONNECT:
+                        _drop(request, record)
+                        return response
+                    if fault.kind is FaultKind.STALL:
+                        await asyncio.sleep(fault.seconds)
+                    else:
+                        data = corrupt_chunk(fault.kind, data)
                 await response.write(data)
                 now = clock()
                 if not written:
@@ -240,6 +282,7 @@ class OpenAIFrontEnd:
         seq: Sequence,
         plan: OutputPlan,
         model: str,
+        fault: RequestFault | None = None,
     ) -> web.StreamResponse:
         await seq.wait_finished()
         if not seq.complete:
@@ -260,6 +303,14 @@ class OpenAIFrontEnd:
             finish_reason=plan.finish_reason,
         )
         record.finish_reason = plan.finish_reason
+        if fault is not None and fault.kind in MID_STREAM:  # one chunk: the fault hits the body
+            if fault.kind is FaultKind.DISCONNECT:
+                _drop(request, record)
+                return web.StreamResponse()
+            if fault.kind is FaultKind.STALL:
+                await asyncio.sleep(fault.seconds)
+            else:
+                body = corrupt_body(fault.kind, body)
         return await self._send(request, record, 200, body, tokens=plan.tokens)
 
     async def _reject(
@@ -298,6 +349,20 @@ class OpenAIFrontEnd:
         except ConnectionError:
             record.outcome = "disconnected"
         return response
+
+
+def _closer(request: web.Request) -> Callable[[], None] | None:
+    """Aborts the request's connection (an injected crash), or None if it has none."""
+    transport = request.transport
+    return None if transport is None else transport.abort
+
+
+def _drop(request: web.Request, record: GroundTruthRecord) -> None:
+    """An injected disconnect: close the connection mid-response."""
+    record.outcome = "dropped"
+    transport = request.transport
+    if transport is not None:
+        transport.close()
 
 
 def _json_response(status: int, body: bytes) -> web.Response:

@@ -28,6 +28,7 @@ DONE = b"data: [DONE]\n\n"
 _ERROR_TYPES = {
     400: "BadRequestError",
     404: "NotFoundError",
+    429: "RateLimitError",
     500: "InternalServerError",
     503: "ServiceUnavailableError",
 }

@@ -23,13 +23,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import grpc
 from aiohttp import web
 
 from servingperf.emulator.engine import Engine
+from servingperf.emulator.faults import FaultInjector, Terminate
 from servingperf.emulator.groundtruth import GroundTruthLog, GroundTruthRecord
+from servingperf.emulator.grpc_context import ServingContext
+from servingperf.emulator.grpc_server import start_grpc_server
 from servingperf.emulator.http import OpenAIFrontEnd
+from servingperf.emulator.kserve_v2_rest import KServeV2RestFrontEnd
 from servingperf.emulator.profiles import Profile, draw_load_time_s, resolve_profile
 from servingperf.errors import ConfigError
+from servingperf.model.specs import FaultSpec
 
 # Handlers still running this long after shutdown began are cancelled.
 _SHUTDOWN_TIMEOUT_S = 5.0
@@ -56,6 +62,9 @@ class ServeOptions:
     load_time_s: float | None = None
     ground_truth_path: Path | None = None
     port_file: Path | None = None
+    grpc_port: int | None = None  # also serve caikit, TGIS and KServe v2 over gRPC (0 = any port)
+    grpc_port_file: Path | None = None
+    faults: FaultSpec | None = None  # injected faults (servingperf.emulator.faults)
 
 
 @dataclass(slots=True)
@@ -71,6 +80,9 @@ class RunningServer:
     front_end: OpenAIFrontEnd
     _runner: web.AppRunner
     _log: GroundTruthLog
+    grpc_port: int | None = None
+    _grpc: grpc.aio.Server | None = None
+    _faults: FaultInjector | None = None
 
     @property
     def url(self) -> str:
@@ -88,10 +100,14 @@ class RunningServer:
 
     async def close(self) -> None:
         """Abort generations in flight, stop listening, close the ground truth file."""
+        if self._faults is not None:
+            self._faults.close()
         try:
             await self.engine.aclose()
         finally:
             try:
+                if self._grpc is not None:
+                    await self._grpc.stop(1.0)
                 await self._runner.cleanup()
             finally:
                 self._log.close()
@@ -127,8 +143,12 @@ def write_port_file(path: Path, port: int) -> None:
         raise ConfigError(f"cannot write the port file {path}: {exc}") from exc
 
 
-async def start_server(options: ServeOptions) -> RunningServer:
-    """Start an emulator in the running event loop; the caller must ``await server.close()``."""
+async def start_server(options: ServeOptions, terminate: Terminate | None = None) -> RunningServer:
+    """Start an emulator in the running event loop; the caller must ``await server.close()``.
+
+    ``terminate`` ends the process when an injected fault crashes it (see
+    :mod:`servingperf.emulator.faults`); in-process servers leave it None.
+    """
     profile = resolve_profile(options.profile, options.overrides)
     if not 0 <= options.port <= 65535:
         raise ConfigError(f"port must be in 0..65535, got {options.port}")
@@ -136,18 +156,32 @@ async def start_server(options: ServeOptions) -> RunningServer:
     model_ids = _validated_model_ids(options)
     log = GroundTruthLog(options.ground_truth_path)
     engine = Engine(profile)
+    faults = None
+    if options.faults is not None:
+        faults = FaultInjector(options.faults, log=log.add, terminate=terminate)
     front_end = OpenAIFrontEnd(
         dict.fromkeys(model_ids, engine),
         ground_truth=log,
         load_time_s=load_time_s,
         seed=options.seed,
+        faults=faults,
     )
+    app = front_end.build_app()
+    context = ServingContext(
+        dict.fromkeys(model_ids, engine),
+        log,
+        is_ready=lambda: front_end.ready,
+        seed=options.seed,
+    )
+    KServeV2RestFrontEnd(context).add_routes(app)
     runner = web.AppRunner(
-        front_end.build_app(),
+        app,
         handler_cancellation=True,
         access_log=None,
         shutdown_timeout=_SHUTDOWN_TIMEOUT_S,
     )
+    grpc_server: grpc.aio.Server | None = None
+    grpc_port: int | None = None
     try:
         await runner.setup()
         site = web.TCPSite(runner, options.host, options.port, backlog=_LISTEN_BACKLOG)
@@ -156,10 +190,18 @@ async def start_server(options: ServeOptions) -> RunningServer:
         except OSError as exc:
             raise ConfigError(f"cannot listen on {options.host}:{options.port}: {exc}") from exc
         port = int(runner.addresses[0][1])
+        if options.grpc_port is not None:
+            grpc_server, grpc_port = await start_grpc_server(
+                context, host=options.host, port=options.grpc_port
+            )
         front_end.mark_listening()
+        if options.grpc_port_file is not None and grpc_port is not None:
+            write_port_file(options.grpc_port_file, grpc_port)
         if options.port_file is not None:
             write_port_file(options.port_file, port)
     except BaseException:
+        if grpc_server is not None:
+            await grpc_server.stop(None)
         await runner.cleanup()
         log.close()
         raise
@@ -173,6 +215,9 @@ async def start_server(options: ServeOptions) -> RunningServer:
         front_end=front_end,
         _runner=runner,
         _log=log,
+        _faults=faults,
+        grpc_port=grpc_port,
+        _grpc=grpc_server,
     )
 
 
@@ -202,11 +247,12 @@ async def _serve(options: ServeOptions) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    server = await start_server(options)
+    server = await start_server(options, terminate=os._exit)
     try:
         print(
-            f"servingperf-emulator listening on {server.url} profile={server.profile.name}"
-            f" load_time_s={server.load_time_s:.3f}",
+            f"servingperf-emulator listening on {server.url}"
+            + (f" grpc={server.host}:{server.grpc_port}" if server.grpc_port is not None else "")
+            + f" profile={server.profile.name} load_time_s={server.load_time_s:.3f}",
             flush=True,
         )
         await stop.wait()
