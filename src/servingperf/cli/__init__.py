@@ -253,9 +253,10 @@ def emulator_serve(
 
 
 def _register_continuous() -> None:
-    from servingperf.cli import ci, continuous
+    from servingperf.cli import ci, cleanup, continuous
 
     for command in (
+        cleanup.cleanup,
         ci.ci,
         ci.site,
         continuous.ingest,
