@@ -149,6 +149,18 @@ class PlatformKind(enum.StrEnum):
     KSERVE = "kserve"
 
 
+class LocalLimitsSpec(Spec):
+    """Per-instance limits of local emulator servers (the seed shrank its models' requests)."""
+
+    memory_limit_mib: int | None = Field(
+        default=None, ge=64, description="address-space cap (RLIMIT_AS) per server"
+    )
+    cpus: list[int] | None = Field(
+        default=None, min_length=1, description="CPU numbers each server is pinned to"
+    )
+    nice: int = Field(default=0, ge=0, le=19, description="scheduling priority of the servers")
+
+
 class PlatformSpec(Spec):
     kind: PlatformKind = PlatformKind.LOCAL
     kserve: KServeSpec | None = Field(
@@ -156,7 +168,12 @@ class PlatformSpec(Spec):
     )
     host: str = Field(default="127.0.0.1", description="local platform: address servers bind to")
     ready_timeout_s: float = Field(default=300.0, gt=0, le=86_400)
-    deploy_concurrency: int = Field(default=4, ge=1, le=1024)
+    deploy_concurrency: int = Field(
+        default=4, ge=1, le=1024, description="instances loading at once (local platform)"
+    )
+    limits: LocalLimitsSpec = Field(
+        default_factory=LocalLimitsSpec, description="local platform: limits per server"
+    )
 
 
 class ArrivalProcess(enum.StrEnum):

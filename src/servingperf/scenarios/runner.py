@@ -20,7 +20,7 @@ from servingperf.errors import ConfigError, ServingPerfError
 from servingperf.load.sinks import ProgressSink
 from servingperf.model.specs import PlatformKind, ScenarioKind, ScenarioSpec
 from servingperf.platforms.base import Platform
-from servingperf.platforms.local import LocalPlatform
+from servingperf.platforms.local import LocalLimits, LocalPlatform
 from servingperf.platforms.static import StaticPlatform
 from servingperf.results.record_writer import ParquetRecordWriter
 from servingperf.results.redact import Redactor
@@ -75,7 +75,19 @@ def make_platform(
 ) -> Platform:
     kind = spec.platform.kind
     if kind is PlatformKind.LOCAL:
-        return LocalPlatform(work_dir, t0, host=spec.platform.host)
+        limits = spec.platform.limits
+        return LocalPlatform(
+            work_dir,
+            t0,
+            host=spec.platform.host,
+            deploy_concurrency=spec.platform.deploy_concurrency,
+            limits=LocalLimits(
+                memory_limit_mib=limits.memory_limit_mib,
+                cpus=tuple(limits.cpus) if limits.cpus else None,
+                nice=limits.nice,
+            ),
+            run_id=run_id,
+        )
     if kind is PlatformKind.STATIC:
         return StaticPlatform(t0)
     if kind is PlatformKind.KSERVE and spec.platform.kserve is not None:
