@@ -23,6 +23,11 @@ class InstanceRequest:
     namespace: str
     model: ModelSpec
     seed: int = 0
+    # Model ids of every instance the scenario places on this instance's emulated device
+    # (``model.emulator.device``), this one's included. The local platform serves them all from
+    # one emulator process (one batching engine), started by the first of them deployed; empty:
+    # the instance gets a server of its own, whatever its device.
+    device_model_ids: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)

@@ -16,6 +16,13 @@ carries a marker in its environment and a pid file in the state directory, so th
 :func:`servingperf.platforms.reaper.reap_stale` (run at this platform's first deploy, and by
 ``servingperf cleanup``) removes servers whose harness died anyway.
 
+*Devices.* Instances whose request lists ``device_model_ids`` (the scenario placed several
+instances on one emulated device, ``emulator.device``) share one emulator process per (namespace,
+device): the first deployed starts it with every model id of the device, the others join it (their
+``created`` is when they joined, ``ready`` when the shared server first answers), and it stops when
+the last of them is deleted. They must have the same emulator settings (profile, overrides, load
+time, faults, gRPC or not), since one process has one of each.
+
 Children are started with :class:`subprocess.Popen` and watched with ``waitid(WNOWAIT)``: no child
 watcher threads (one per child with asyncio's default), and an exited server stays unreaped until
 ``delete`` has swept its process group, so the group id cannot be recycled under us.
@@ -34,7 +41,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -95,12 +102,54 @@ class LocalLimits:
 
 @dataclass(slots=True)
 class _Server:
-    """Platform-private state of one instance (``Instance.handle``)."""
+    """Platform-private state of one server process (``Instance.handle``), shared by the
+    instances of a device (``users``: their names)."""
 
     process: subprocess.Popen[bytes]
     folder: Path
     pid_file: Path | None
     holds_slot: bool
+    users: set[str] = field(default_factory=set)
+    device: tuple[str, str] | None = None  # (namespace, device) of a shared server
+    model_ids: tuple[str, ...] = ()
+    settings: tuple[object, ...] = ()
+
+
+def device_key(request: InstanceRequest) -> tuple[str, str] | None:
+    """(namespace, device) when the request asks to share its device's server, else None."""
+    emulator = request.model.emulator
+    if emulator is None or emulator.device is None or not request.device_model_ids:
+        return None
+    return request.namespace, emulator.device
+
+
+def emulator_settings(request: InstanceRequest) -> tuple[object, ...]:
+    """What one emulator process has one of: instances sharing a process must agree on it."""
+    emulator = request.model.emulator
+    if emulator is None:
+        return ()
+    faults = emulator.faults.model_dump(mode="json") if emulator.faults is not None else None
+    return (
+        emulator.profile,
+        tuple(sorted(emulator.overrides.items())),
+        emulator.load_time_s,
+        repr(faults),
+        request.model.protocol.value.endswith("-grpc"),
+    )
+
+
+def served_model_ids(request: InstanceRequest) -> tuple[str, ...]:
+    """The model ids the request's server answers to: the device's (repeats served once), or its own."""
+    own = request.model.request_model
+    if device_key(request) is None:
+        return (own,)
+    ids = tuple(dict.fromkeys(request.device_model_ids))
+    if own not in ids:
+        raise DeployError(
+            f"{request.name}: its model id {own!r} is not among the device's model ids"
+            f" ({', '.join(ids)})"
+        )
+    return ids
 
 
 def _load_prctl() -> Callable[..., int] | None:
@@ -172,6 +221,8 @@ class LocalPlatform:
         self._reap_on_start = reap_on_start
         self._started = False
         self._instances: list[Instance] = []
+        self._devices: dict[tuple[str, str], _Server] = {}  # shared servers, by (namespace, device)
+        self._device_locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._session: aiohttp.ClientSession | None = None
         self.reaped: ReapReport | None = None  # what the first deploy's clean-up did
 
@@ -193,7 +244,11 @@ class LocalPlatform:
         return self._state_dir / self._run_id
 
     def _dir(self, request: InstanceRequest) -> Path:
-        path = self._work_dir / request.namespace / request.name
+        key = device_key(request)
+        if key is None:
+            path = self._work_dir / request.namespace / request.name
+        else:  # a shared server's folder is its device's
+            path = self._work_dir / request.namespace / f"device-{_safe(key[1])}"
         path.mkdir(parents=True, exist_ok=True)
         return path
 
@@ -217,9 +272,9 @@ class LocalPlatform:
             str(folder / "port"),
             "--seed",
             str(request.seed),
-            "--model-id",
-            request.model.request_model,
         ]
+        for model_id in served_model_ids(request):
+            argv += ["--model-id", model_id]
         if self._ground_truth:
             argv += ["--ground-truth", str(folder / "ground_truth.jsonl")]
         if emulator.load_time_s is not None:
@@ -254,6 +309,16 @@ class LocalPlatform:
     async def deploy(self, request: InstanceRequest) -> Instance:
         if not self._started:
             await self._start()
+        key = device_key(request)
+        if key is None:
+            return await self._deploy(request, None)
+        # One lock per device, so that instances of a device deployed at once start one server.
+        async with self._device_locks.setdefault(key, asyncio.Lock()):
+            if key in self._devices:
+                return self._join(request, self._devices[key])
+            return await self._deploy(request, key)
+
+    async def _deploy(self, request: InstanceRequest, key: tuple[str, str] | None) -> Instance:
         folder = self._dir(request)
         for stale in ("port", "grpc_port"):  # from an earlier deploy in the same folder
             (folder / stale).unlink(missing_ok=True)
@@ -266,6 +331,22 @@ class LocalPlatform:
             if self._slots is not None:
                 self._slots.release()
             raise
+        server = _Server(
+            process,
+            folder,
+            None,
+            holds_slot=self._slots is not None,
+            users={request.name},
+            device=key,
+            model_ids=served_model_ids(request),
+            settings=emulator_settings(request),
+        )
+        server.pid_file = self._write_pid_file(request, process.pid)
+        if key is not None:
+            self._devices[key] = server
+        return self._add(request, server)
+
+    def _add(self, request: InstanceRequest, server: _Server) -> Instance:
         record = DeploymentRecord(
             instance=request.name,
             namespace=request.namespace,
@@ -282,11 +363,27 @@ class LocalPlatform:
             status=DeploymentStatus.CREATED.value,
             failure_reason=None,
         )
-        server = _Server(process, folder, None, holds_slot=self._slots is not None)
-        server.pid_file = self._write_pid_file(request, process.pid)
         instance = Instance(request=request, record=record, handle=server)
         self._instances.append(instance)
         return instance
+
+    def _join(self, request: InstanceRequest, server: _Server) -> Instance:
+        """Another instance of a device whose server exists: served by that process."""
+        device = request.model.emulator.device if request.model.emulator else None
+        if request.model.request_model not in server.model_ids:
+            raise DeployError(
+                f"{request.name}: model id {request.model.request_model!r} is not served on"
+                f" device {device!r} (its server answers to {', '.join(server.model_ids)});"
+                " list every instance's model id of the device in device_model_ids"
+            )
+        if emulator_settings(request) != server.settings:
+            raise DeployError(
+                f"{request.name}: its emulator settings differ from those of the other instances"
+                f" on device {device!r}; instances sharing a device share one server and need the"
+                " same profile, overrides, load time, faults and protocol family"
+            )
+        server.users.add(request.name)
+        return self._add(request, server)
 
     def _spawn(self, argv: list[str], folder: Path, name: str) -> subprocess.Popen[bytes]:
         env = dict(os.environ)
@@ -376,8 +473,15 @@ class LocalPlatform:
             return False
 
     async def delete(self, instance: Instance) -> None:
-        """SIGTERM the group, SIGKILL it after the grace period, sweep it, reap the leader."""
+        """SIGTERM the group, SIGKILL it after the grace period, sweep it, reap the leader; a
+        shared server only once the last of its instances is deleted."""
         server = _server(instance)
+        server.users.discard(instance.request.name)
+        if server.users:  # other instances of the device still use it
+            self._mark_deleted(instance)
+            return
+        if server.device is not None and self._devices.get(server.device) is server:
+            del self._devices[server.device]
         self._release_slot(server)
         process = server.process
         if process.returncode is None:
@@ -394,6 +498,9 @@ class LocalPlatform:
         if server.pid_file is not None and process.returncode is not None:
             server.pid_file.unlink(missing_ok=True)
             server.pid_file = None
+        self._mark_deleted(instance)
+
+    def _mark_deleted(self, instance: Instance) -> None:
         if instance.record.t_deleted_s is None:
             instance.record.t_deleted_s = time.monotonic() - self._t0
             if instance.record.status != DeploymentStatus.FAILED.value:
@@ -419,6 +526,11 @@ class LocalPlatform:
             process = _server(instance).process
             if process.returncode is None:
                 _signal_group(process.pid, signal.SIGKILL)
+
+
+def _safe(name: str) -> str:
+    """``name`` usable as a folder name: anything but letters, digits, '.', '_', '-' becomes '_'."""
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name) or "_"
 
 
 def _server(instance: Instance) -> _Server:
