@@ -5,8 +5,12 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from urllib.parse import parse_qs, urlsplit
 
-from servingperf.model.records import ErrorKind, Exchange
+from servingperf.load.execute import RequestFactory
+from servingperf.model.records import ErrorKind, Exchange, GenerationRequest, RequestContext
+from servingperf.model.specs import ProtocolKind
+from servingperf.model.target import Target
 
 
 @dataclass
@@ -46,3 +50,39 @@ class FakeClient:
 
     async def aclose(self) -> None:
         return None
+
+
+def fake_client(target: Target) -> FakeClient:
+    """A FakeClient built from a target (how a load worker process builds its client by name).
+
+    Knobs travel in the URL's query: ``fake://?first_delay_s=0.01&token_delay_s=0.002&tokens=3``.
+    """
+    query = parse_qs(urlsplit(target.url).query)
+    knobs: dict[str, float] = {key: float(values[-1]) for key, values in query.items()}
+    return FakeClient(
+        first_delay_s=knobs.get("first_delay_s", 0.01),
+        token_delay_s=knobs.get("token_delay_s", 0.005),
+        tokens=int(knobs.get("tokens", 4)),
+        fail_every=int(knobs.get("fail_every", 0)),
+    )
+
+
+def fake_target(**knobs: float) -> Target:
+    """The target naming a FakeClient with ``knobs`` (see ``fake_client``)."""
+    query = "&".join(f"{key}={value}" for key, value in knobs.items())
+    return Target(url=f"fake://?{query}", model="m", protocol=ProtocolKind.OPENAI_COMPLETIONS)
+
+
+def fake_requests(
+    *, worker: int, instance: str = "i", phase: str = "load", output_tokens: int = 4
+) -> RequestFactory:
+    """A request factory for engine tests: request ids say worker, user and sequence."""
+
+    def make(user: int, sequence: int) -> tuple[GenerationRequest, RequestContext]:
+        request = GenerationRequest(
+            f"{instance}:{phase}:w{worker}:u{user}:{sequence}", "m", "prompt", output_tokens
+        )
+        context = RequestContext(instance, "m", phase, worker, user, 0, output_tokens)
+        return request, context
+
+    return make

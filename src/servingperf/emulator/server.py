@@ -15,12 +15,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import dataclasses
 import math
+import multiprocessing
 import os
 import signal
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 import grpc
@@ -42,6 +45,8 @@ _SHUTDOWN_TIMEOUT_S = 5.0
 # Room for a burst of simultaneous connections (a benchmark opens 1,000 at once).
 _LISTEN_BACKLOG = 4096
 _PR_SET_PDEATHSIG = 1
+_MAX_PROCESSES = 256
+_HELPER_JOIN_S = 5.0
 
 
 @dataclass(slots=True)
@@ -65,6 +70,11 @@ class ServeOptions:
     grpc_port: int | None = None  # also serve caikit, TGIS and KServe v2 over gRPC (0 = any port)
     grpc_port_file: Path | None = None
     faults: FaultSpec | None = None  # injected faults (servingperf.emulator.faults)
+    # Serve HTTP from this many processes sharing the port (SO_REUSEPORT); each runs its own
+    # engine, so use it to outrun a load generator (e.g. the instant profile), not to model one
+    # device. Only serve() starts the extra processes; start_server() runs one.
+    processes: int = 1
+    reuse_port: bool = False  # bind with SO_REUSEPORT (every process of a multi-process server)
 
 
 @dataclass(slots=True)
@@ -152,6 +162,8 @@ async def start_server(options: ServeOptions, terminate: Terminate | None = None
     profile = resolve_profile(options.profile, options.overrides)
     if not 0 <= options.port <= 65535:
         raise ConfigError(f"port must be in 0..65535, got {options.port}")
+    if not 1 <= options.processes <= _MAX_PROCESSES:
+        raise ConfigError(f"processes must be in 1..{_MAX_PROCESSES}, got {options.processes}")
     load_time_s = _validated_load_time(options, profile)
     model_ids = _validated_model_ids(options)
     log = GroundTruthLog(options.ground_truth_path)
@@ -184,7 +196,13 @@ async def start_server(options: ServeOptions, terminate: Terminate | None = None
     grpc_port: int | None = None
     try:
         await runner.setup()
-        site = web.TCPSite(runner, options.host, options.port, backlog=_LISTEN_BACKLOG)
+        site = web.TCPSite(
+            runner,
+            options.host,
+            options.port,
+            backlog=_LISTEN_BACKLOG,
+            reuse_port=options.reuse_port or options.processes > 1,
+        )
         try:
             await site.start()
         except OSError as exc:
@@ -248,16 +266,56 @@ async def _serve(options: ServeOptions) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     server = await start_server(options, terminate=os._exit)
+    helpers = _start_helpers(options, server)
     try:
         print(
             f"servingperf-emulator listening on {server.url}"
             + (f" grpc={server.host}:{server.grpc_port}" if server.grpc_port is not None else "")
-            + f" profile={server.profile.name} load_time_s={server.load_time_s:.3f}",
+            + f" profile={server.profile.name} load_time_s={server.load_time_s:.3f}"
+            + (f" processes={options.processes}" if options.processes > 1 else ""),
             flush=True,
         )
         await stop.wait()
     finally:
-        await server.close()
+        try:
+            await asyncio.to_thread(_stop_helpers, helpers)
+        finally:
+            await server.close()
+
+
+def _start_helpers(options: ServeOptions, server: RunningServer) -> list[BaseProcess]:
+    """The other processes of a multi-process server: same port (SO_REUSEPORT), same ground
+    truth file (whole lines appended), HTTP only, ready when the first one is."""
+    context = multiprocessing.get_context("spawn")  # the event loop has threads: no fork
+    helpers: list[BaseProcess] = []
+    for index in range(1, options.processes):
+        helper = dataclasses.replace(
+            options,
+            port=server.port,
+            processes=1,
+            reuse_port=True,
+            port_file=None,
+            grpc_port=None,
+            grpc_port_file=None,
+            seed=options.seed + index,
+            load_time_s=server.front_end.seconds_until_ready(),
+        )
+        process = context.Process(
+            target=serve, args=(helper,), name=f"servingperf-emulator-{index}", daemon=True
+        )
+        process.start()
+        helpers.append(process)
+    return helpers
+
+
+def _stop_helpers(helpers: list[BaseProcess]) -> None:
+    for process in helpers:
+        process.terminate()  # SIGTERM: each closes its server and exits 0
+    for process in helpers:
+        process.join(_HELPER_JOIN_S)
+        if process.is_alive():
+            process.kill()
+            process.join()
 
 
 def serve(options: ServeOptions) -> None:

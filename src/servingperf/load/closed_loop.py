@@ -1,59 +1,51 @@
-"""Closed-loop load: N virtual users, each sending its next request when its last one returns.
+"""Closed-loop load: virtual users, each sending its next request when its last one returns.
 
-Timeline of a phase (offsets from the phase start)::
-
-    0 ........ ramp_up_s ........................ ramp_up_s + duration_s
-    users start evenly spread over the ramp-up;   measurement window W = [ramp_up_s, end]
-    at the end the phase stops issuing; requests still in flight are cancelled and recorded ``cut``.
-
-A closed-loop user's request is *scheduled* when the user becomes free (its previous request ended),
-so client lag (sent - scheduled) measures only the harness's own delay. A failed request is recorded
-and the user goes on. The phase also stops early when ``stop`` is set (Ctrl-C, error breaker).
+Each user has a *window* (:mod:`servingperf.load.schedules`): by default users start evenly spread
+over the ramp-up and run to the end; step and line schedules add (or remove) users over time. A
+closed-loop user's request is *scheduled* when the user becomes free (its previous request ended),
+so client lag (sent - scheduled) measures only the harness's own delay. A failed request is
+recorded and the user goes on. Phase timeline and stopping: :mod:`servingperf.load.phase`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from servingperf.load.client import GenerationClient
-from servingperf.load.sinks import LoadCounters, ProgressSink, RecordSink
-from servingperf.model.records import (
-    ErrorKind,
-    Exchange,
-    GenerationRequest,
-    RequestContext,
-    RequestStatus,
-    freeze,
+from servingperf.load.execute import (
+    Clock,
+    PhaseTiming,
+    RequestFactory,
+    RequestRunner,
+    sleep_until,
 )
+from servingperf.load.phase import drive_phase
+from servingperf.load.schedules import UserWindow
+from servingperf.load.sinks import LoadCounters, ProgressSink, RecordSink
+from servingperf.model.records import Exchange
 
-RequestFactory = Callable[[int, int], tuple[GenerationRequest, RequestContext]]
-"""(user, sequence number of that user's request) -> the request and its context."""
-
-Clock = Callable[[], float]
+__all__ = ["ClosedLoopPlan", "PhaseTiming", "RequestFactory", "run_closed_loop"]
 
 
 @dataclass(frozen=True, slots=True)
 class ClosedLoopPlan:
+    """``users`` spread over ``ramp_up_s``, unless ``windows`` gives each user's own window."""
+
     users: int
     duration_s: float
     ramp_up_s: float = 0.0
     request_timeout_s: float = 300.0
     progress_interval_s: float = 0.5
+    windows: Sequence[UserWindow] | None = None
 
-
-@dataclass(frozen=True, slots=True)
-class PhaseTiming:
-    """Offsets from the run's t0 of when the phase started, measured, and stopped issuing."""
-
-    start_s: float
-    measure_start_s: float
-    measure_end_s: float
-    end_s: float
-    stopped_early: bool
+    def user_windows(self) -> Sequence[UserWindow]:
+        if self.windows is not None:
+            return self.windows
+        return [UserWindow(u, self.ramp_up_s * u / self.users) for u in range(self.users)]
 
 
 async def run_closed_loop(
@@ -66,77 +58,36 @@ async def run_closed_loop(
     t0: float,
     stop: asyncio.Event | None = None,
     clock: Clock = time.monotonic,
+    start_at: float | None = None,
 ) -> PhaseTiming:
-    """Run one closed-loop phase against one client; every request issued becomes one record."""
-    stop_event = stop if stop is not None else asyncio.Event()
-    start = clock()
-    measure_start = start + plan.ramp_up_s
-    planned_end = measure_start + plan.duration_s
-    stopping = False
+    """Run one closed-loop phase against one client; every request issued becomes one record.
 
-    async def user(index: int) -> None:
-        delay = plan.ramp_up_s * index / plan.users
-        if delay > 0:
-            await asyncio.sleep(max(0.0, start + delay - clock()))
+    ``start_at`` (monotonic) is a common start time set by a worker coordinator; default: now.
+    """
+    start = clock() if start_at is None else start_at
+    runner = RequestRunner(client, sink, counters, t0, plan.request_timeout_s, clock)
+
+    async def user(window: UserWindow) -> None:
+        await sleep_until(start + window.start_s, clock)
+        stop_at = None if window.stop_s is None else start + window.stop_s
         sequence = 0
-        while not stopping:
-            request, context = make_request(index, sequence)
+        while stop_at is None or clock() < stop_at:
+            request, context = make_request(window.user, sequence)
             sequence += 1
-            exchange = Exchange(request=request, mono_scheduled=clock())
-            counters.issued += 1
-            counters.in_flight += 1
-            try:
-                async with asyncio.timeout(plan.request_timeout_s):
-                    await client.generate(exchange)
-            except TimeoutError:
-                exchange.fail(
-                    clock(), ErrorKind.TIMEOUT, f"no answer within {plan.request_timeout_s} s"
-                )
-            except asyncio.CancelledError:
-                counters.in_flight -= 1
-                counters.cut += 1
-                sink.write(freeze(exchange, context, t0))
-                raise
-            except Exception as exc:  # a client bug must not stop the run: it is a failed request
-                exchange.fail(clock(), ErrorKind.PROTOCOL, f"client error: {exc!r}")
-            counters.in_flight -= 1
-            if exchange.status is RequestStatus.OK:
-                counters.ok += 1
-                counters.output_tokens += exchange.usage_output_tokens or sum(exchange.chunk_tokens)
-            else:
-                counters.errors += 1
-            sink.write(freeze(exchange, context, t0))
+            await runner.run(Exchange(request=request, mono_scheduled=clock()), context)
 
-    progress.phase_started(counters, plan.ramp_up_s + plan.duration_s)
-    tasks = [asyncio.create_task(user(i), name=f"user-{i}") for i in range(plan.users)]
-    stop_wait = asyncio.create_task(stop_event.wait())
-    try:
-        while True:
-            now = clock()
-            if now >= planned_end or stop_event.is_set():
-                break
-            progress.tick(counters, now - start)
-            await asyncio.wait(
-                [stop_wait], timeout=min(plan.progress_interval_s, max(0.0, planned_end - now))
-            )
-    finally:
-        measure_end = clock()
-        stopping = True
-        stop_wait.cancel()
-        for task in tasks:
-            task.cancel()
-        results = await asyncio.gather(*tasks, return_exceptions=True)
-        with contextlib.suppress(asyncio.CancelledError):
-            await stop_wait
-        progress.phase_ended(counters)
-    for result in results:
-        if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
-            raise result
-    end = clock()
-    return PhaseTiming(
-        start_s=start - t0,
-        measure_start_s=min(measure_start, measure_end) - t0,
-        measure_end_s=measure_end - t0,
-        end_s=end - t0,
-        stopped_early=measure_end < planned_end - 1e-3,
+    def workload() -> list[Coroutine[Any, Any, None]]:
+        return [user(window) for window in plan.user_windows()]
+
+    return await drive_phase(
+        workload,
+        start=start,
+        ramp_up_s=plan.ramp_up_s,
+        duration_s=plan.duration_s,
+        t0=t0,
+        progress=progress,
+        counters=counters,
+        stop=stop,
+        clock=clock,
+        progress_interval_s=plan.progress_interval_s,
     )

@@ -27,6 +27,8 @@ class SseParser:
                 return []
             buffer = buffer.removeprefix(b"\xef\xbb\xbf")
             self._started = True
+        if not self._has_data and b"\r" not in buffer:
+            return self._feed_lf(buffer)
         events: list[str] = []
         start = 0
         length = len(buffer)
@@ -45,6 +47,21 @@ class SseParser:
             self._line(buffer[start:end], events)
             start = end + step
         self._buffer = buffer[start:]
+        return events
+
+    def _feed_lf(self, buffer: bytes) -> list[str]:
+        """Fast path for LF-only framing (what servers send): whole blocks split at once; a
+        block that is not a single ``data: `` line goes through the general line rules."""
+        blocks = buffer.split(b"\n\n")
+        self._buffer = blocks.pop()  # an incomplete block, kept whole for the next feed
+        events: list[str] = []
+        for block in blocks:
+            if block.startswith(b"data: ") and b"\n" not in block:
+                events.append(block[6:].decode("utf-8", errors="replace"))
+                continue
+            for line in block.split(b"\n"):
+                self._line(line, events)
+            self._line(b"", events)
         return events
 
     def _line(self, raw: bytes, events: list[str]) -> None:

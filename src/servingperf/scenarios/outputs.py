@@ -18,10 +18,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import ValidationError
 
+from servingperf.analysis.loadtimes import summarize_deployments
+from servingperf.analysis.multi_model import summarize_multi_model
 from servingperf.analysis.summary import summarize_run
 from servingperf.errors import RunDirError
-from servingperf.model.specs import SloSpec
+from servingperf.model.specs import MultiModelSpec, SloSpec
 from servingperf.report.build import build_report
+from servingperf.report.many_model_charts import many_model_charts
+from servingperf.report.multi_model_charts import multi_model_charts
 from servingperf.results.redact import Redactor
 from servingperf.results.rundir import PhaseWindow, RunDir, RunInfo, write_json_atomic
 
@@ -108,9 +112,19 @@ def _read(run_dir: RunDir) -> tuple[RunInfo, pa.Table]:
     return info, records
 
 
+def multi_of(config: dict[str, Any]) -> MultiModelSpec:
+    raw = config.get("multi_model")
+    return MultiModelSpec.model_validate(raw) if isinstance(raw, dict) else MultiModelSpec()
+
+
 def write_summary(run_dir: RunDir) -> dict[str, Any]:
     info, records = _read(run_dir)
     summary = summarize_run(info, records, slo_of(info.config))
+    deployments = run_dir.read_deployments()
+    if deployments.num_rows and info.kind == "many-model":
+        summary["deployments"] = summarize_deployments(deployments, info.phases, records)
+    if info.kind == "multi-model" and summary["instances"]:
+        summary["multi_model"] = summarize_multi_model(info, records, multi_of(info.config))
     if info.status_reason:
         summary["status_reason"] = info.status_reason
     write_json_atomic(run_dir.summary_json, summary)
@@ -122,7 +136,13 @@ def write_report(run_dir: RunDir) -> None:
     # Server text in error messages may echo a credential: the page quotes it (failure digest).
     redactor = Redactor.for_scenario(info.config, run_dir.path)
     records = redacted_messages(records, redactor)
-    build_report(run_dir.path, info.to_json(), run_dir.read_summary(), records)
+    summary = run_dir.read_summary()
+    extra: dict[str, Any] = {}
+    if "deployments" in summary:
+        extra.update(many_model_charts(summary, run_dir.read_deployments()))
+    if "multi_model" in summary:
+        extra.update(multi_model_charts(summary, records))
+    build_report(run_dir.path, info.to_json(), summary, records, extra_specs=extra)
 
 
 def redacted_messages(records: pa.Table, redactor: Redactor) -> pa.Table:

@@ -1,66 +1,170 @@
-"""The seed's single-model flavour: each model alone on the platform, N closed-loop users for a
-duration, prompts drawn at random from a dataset subset; one phase ("load") per model.
+"""The seed's single-model flavour: each model alone on the platform, under the scenario's load
+schedule (closed-loop users by default), prompts drawn at random from a dataset subset; one phase
+("load") per model, or one phase per stage of a sweep ("sweep-00", "sweep-01", ...).
 """
 
 from __future__ import annotations
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from servingperf.analysis.summary import summarize_window
+from servingperf.analysis.sweep import StageResult, SweepStage, next_stage, stage_result
 from servingperf.datasets.select import load_prompts
-from servingperf.load.closed_loop import ClosedLoopPlan, run_closed_loop
-from servingperf.load.sinks import LoadCounters
-from servingperf.platforms.base import InstanceRequest
+from servingperf.errors import DeployError, ServingPerfError, TargetError
+from servingperf.load.breaker import ErrorBreaker
+from servingperf.load.engine import Recipe, run_phase
+from servingperf.load.shard import is_open_loop
+from servingperf.load.sinks import ListSink, LoadCounters, RecordSink
+from servingperf.model.deployments import DeploymentStatus
+from servingperf.model.records import RequestRecord
+from servingperf.model.specs import (
+    LoadSpec,
+    ModelSpec,
+    RateScheduleSpec,
+    SweepSpec,
+    UsersScheduleSpec,
+)
+from servingperf.model.target import Target
+from servingperf.platforms.base import Instance, InstanceRequest
 from servingperf.protocols.registry import create_client
+from servingperf.results.record_writer import records_to_table
 from servingperf.results.rundir import PhaseWindow
-from servingperf.scenarios.requests import request_factory
 from servingperf.scenarios.runner import RunContext
 from servingperf.scenarios.targets import target_for
 
 PHASE = "load"
+CLIENT_FACTORY = "servingperf.protocols.registry:create_client"
+REQUESTS_FACTORY = "servingperf.scenarios.requests:worker_request_factory"
+OPEN_LOOP_STREAMS = 64  # open-loop request k draws its prompt from sampler k mod this
 
 
 async def run_single_model(context: RunContext) -> None:
     spec = context.spec
-    prompts = load_prompts(spec.dataset, context.base_dir)
+    load_prompts(spec.dataset, context.base_dir)  # validate the dataset before deploying
+    failed: list[str] = []  # a model that cannot be deployed is reported; the others go on
     for index, model in enumerate(spec.models):
         if context.stop.is_set():
             return
         request = InstanceRequest(name=model.name, namespace=spec.name, model=model, seed=index)
-        instance = await context.platform.deploy(request)
         try:
-            await context.platform.wait_ready(instance, spec.platform.ready_timeout_s)
-            client = create_client(target_for(instance, model, spec.load, context.base_dir))
+            instance = await context.platform.deploy(request)
+        except DeployError as exc:
+            failed.append(str(exc))
+            continue
+        try:
             try:
-                await client.probe()
-                plan = ClosedLoopPlan(
-                    users=spec.load.users,
-                    duration_s=spec.load.duration_s,
-                    ramp_up_s=spec.load.ramp_up_s,
-                    request_timeout_s=spec.load.request_timeout_s,
-                )
-                make = request_factory(
-                    model.name, model.request_model, PHASE, prompts, spec.dataset, spec.load
-                )
-                counters = LoadCounters(instance=model.name, phase=PHASE)
-                timing = await run_closed_loop(
-                    client,
-                    plan,
-                    make,
-                    context.records,
-                    context.progress,
-                    counters,
-                    context.t0,
-                    stop=context.stop,
-                )
-                context.add_phase(
-                    PhaseWindow(
-                        instance=model.name,
-                        phase=PHASE,
-                        start_s=timing.start_s,
-                        measure_start_s=timing.measure_start_s,
-                        measure_end_s=timing.measure_end_s,
-                        end_s=timing.end_s,
-                    )
-                )
-            finally:
-                await client.aclose()
+                await context.platform.wait_ready(instance, spec.platform.ready_timeout_s)
+                target = target_for(instance, model, spec.load, context.base_dir)
+                client = create_client(target)
+                try:
+                    await client.probe()
+                finally:
+                    await client.aclose()
+            except (DeployError, TargetError) as exc:
+                failed.append(_deploy_failed(instance, exc))
+                continue
+            if isinstance(spec.load.schedule, SweepSpec):
+                await _sweep(context, model, target, spec.load.schedule)
+            else:
+                await _phase(context, model, target, spec.load, PHASE, context.records)
         finally:
             await context.platform.delete(instance)
+    if failed:
+        raise DeployError(
+            f"{len(failed)} of {len(spec.models)} models failed before their load:"
+            f" {'; '.join(failed)}"
+        )
+
+
+def _deploy_failed(instance: Instance, exc: ServingPerfError) -> str:
+    """Note a failure before load in the instance's deployment record; the reason, for the run."""
+    record = instance.record
+    if record.status != DeploymentStatus.FAILED.value:
+        record.status = DeploymentStatus.FAILED.value
+        record.failure_reason = str(exc)
+    message = str(exc)
+    name = instance.request.name
+    return message if message.startswith(f"{name}:") else f"{name}: {message}"
+
+
+async def _phase(
+    context: RunContext,
+    model: ModelSpec,
+    target: Target,
+    load: LoadSpec,
+    phase: str,
+    sink: RecordSink,
+) -> PhaseWindow:
+    args = {
+        "instance": model.name,
+        "model_id": model.request_model,
+        "phase": phase,
+        "dataset": context.spec.dataset.model_dump(mode="json"),
+        "load": load.model_dump(mode="json"),
+        "base_dir": str(context.base_dir),
+        "streams": OPEN_LOOP_STREAMS if is_open_loop(load) else None,
+    }
+    breaker = ErrorBreaker.of(load.breaker, context.stop)
+    timing = await run_phase(
+        load,
+        Recipe(target, CLIENT_FACTORY, REQUESTS_FACTORY, args),
+        instance=model.name,
+        phase=phase,
+        records_dir=context.run_dir.records_dir,
+        sink=sink,
+        progress=context.progress if breaker is None else breaker.watch(context.progress),
+        counters=LoadCounters(instance=model.name, phase=phase),
+        t0=context.t0,
+        stop=context.stop,
+    )
+    window = PhaseWindow(
+        model.name,
+        phase,
+        timing.start_s,
+        timing.measure_start_s,
+        timing.measure_end_s,
+        timing.end_s,
+    )
+    context.add_phase(window)
+    if breaker is not None:
+        breaker.raise_if_tripped()
+    return window
+
+
+async def _sweep(context: RunContext, model: ModelSpec, target: Target, sweep: SweepSpec) -> None:
+    """Run the stages analysis.sweep asks for, judging each from its own records."""
+    history: list[tuple[SweepStage, StageResult]] = []
+    while (stage := next_stage(sweep, history)) is not None and not context.stop.is_set():
+        if stage.users is not None:
+            load = context.spec.load.model_copy(
+                update={"users": stage.users, "schedule": UsersScheduleSpec()}
+            )
+        else:
+            schedule = RateScheduleSpec(
+                rate_rps=stage.rate_rps or 0.0,
+                arrivals=sweep.arrivals,
+                burstiness=sweep.burstiness,
+                max_concurrency=sweep.max_concurrency,
+            )
+            load = context.spec.load.model_copy(update={"schedule": schedule})
+        mine = _Tee(context.records)
+        window = await _phase(context, model, target, load, stage.phase, mine)
+        on_disk = context.run_dir.read_records()  # worker processes' segments are complete
+        from_workers = on_disk.filter(
+            pc.and_(pc.equal(on_disk["phase"], stage.phase), pc.not_equal(on_disk["worker"], 0))
+        )
+        table = pa.concat_tables([from_workers, records_to_table(mine.kept.records)])
+        history.append((stage, stage_result(summarize_window(table, window, context.spec.slo))))
+
+
+class _Tee:
+    """Writes to the run's sink and keeps a copy (a sweep stage run in this process)."""
+
+    def __init__(self, sink: RecordSink) -> None:
+        self._sink = sink
+        self.kept = ListSink()
+
+    def write(self, record: RequestRecord) -> None:
+        self._sink.write(record)
+        self.kept.write(record)
