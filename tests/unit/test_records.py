@@ -66,3 +66,19 @@ def test_first_failure_wins() -> None:
         1.0,
     )
     assert rec.t_sent_s is None and rec.output_tokens is None
+
+
+def test_two_writers_of_the_same_worker_number_never_overwrite_each_other(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from servingperf.results.record_writer import ParquetRecordWriter
+    from servingperf.results.rundir import RunDir
+    from servingperf.results.schema import REQUEST_SCHEMA
+    from tests.fakes.records import record
+
+    (tmp_path / "records").mkdir()
+    for phase in ("first", "second"):  # e.g. two models, each loaded by worker 1
+        writer = ParquetRecordWriter(tmp_path / "records", worker=1)
+        writer.write(record(request_id=phase, phase=phase))
+        writer.close()
+    table = RunDir(tmp_path).read_records()
+    assert sorted(table.column("request_id").to_pylist()) == ["first", "second"]
+    assert table.schema.names == REQUEST_SCHEMA.names

@@ -19,7 +19,7 @@ Kubernetes Indexed Job given the JSON and ``JOB_COMPLETION_INDEX``. The contract
    workers on other hosts, whose monotonic clocks differ). Times in records are offsets from the
    run's t0, given the same two ways (``t0_monotonic``, ``t0_unix``).
 4. **Records**: the worker streams its records to Parquet segments of its own,
-   ``<records_dir>/part-w<worker:03d>-<seq>.parquet`` (bounded memory; the run directory's reader
+   ``<records_dir>/part-w<worker:03d>-<writer>-<seq>.parquet`` (bounded memory; the run directory's reader
    concatenates every segment), with ``worker = index + 1`` (0 is a run without worker processes).
    Only counts travel back (*progress*, then *done* with the phase timing), never records.
 5. **Stop**: a *stop* message ends the phase early; requests in flight are cut and recorded.

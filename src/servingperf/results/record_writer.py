@@ -1,7 +1,8 @@
 """Streams request records to Parquet while the run goes (never only at the end).
 
 Records are buffered and written by a background thread as numbered *segment* files
-(``records/part-w<worker>-<seq>.parquet``), each a complete Parquet file written to a temporary name
+(``records/part-w<worker>-<writer>-<seq>.parquet``; ``<writer>`` is random per writer, so phases
+and instances loaded by workers of the same number never overwrite each other), each a complete Parquet file written to a temporary name
 and renamed, so a reader never sees half a file and a SIGKILL loses at most the records of the last
 flush interval. The engine's hot path only appends to a queue.
 """
@@ -9,6 +10,7 @@ flush interval. The engine's hot path only appends to a queue.
 from __future__ import annotations
 
 import queue
+import secrets
 import threading
 import time
 from dataclasses import fields
@@ -54,6 +56,7 @@ class ParquetRecordWriter:
         self._max = flush_records
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._sequence = 0
+        self._writer_token = secrets.token_hex(4)
         self.written = 0
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="record-writer", daemon=True)
@@ -86,7 +89,7 @@ class ParquetRecordWriter:
             return
         try:
             self._sequence += 1
-            name = f"part-w{self._worker:03d}-{self._sequence:06d}.parquet"
+            name = f"part-w{self._worker:03d}-{self._writer_token}-{self._sequence:06d}.parquet"
             write_segment(records_to_table(buffer), self._directory / name)
             self.written += len(buffer)
         except BaseException as exc:  # surfaced by close(): a lost segment must not pass silently
