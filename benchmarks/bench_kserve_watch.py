@@ -33,10 +33,11 @@ import aiohttp
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from servingperf.platforms.kserve_spec import KServeSpec  # noqa: E402
+
 from servingperf.model.specs import ModelSpec  # noqa: E402
 from servingperf.platforms.base import InstanceRequest  # noqa: E402
 from servingperf.platforms.kserve import KServePlatform  # noqa: E402
-from servingperf.platforms.kserve_spec import KServeSpec  # noqa: E402
 from servingperf.platforms.kube_client import _library  # noqa: E402
 
 # Import the client library now, so its import is not charged to the first size measured.

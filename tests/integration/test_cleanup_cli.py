@@ -40,9 +40,17 @@ async def test_cleanup_command_deletes_only_the_named_runs_objects(tmp_path: Pat
         finally:
             await api.close()
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "servingperf", "cleanup", "--kserve", "--run-id", "dead-run",
-            "--kubeconfig", str(kubeconfig),
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            sys.executable,
+            "-m",
+            "servingperf",
+            "cleanup",
+            "--kserve",
+            "--run-id",
+            "dead-run",
+            "--kubeconfig",
+            str(kubeconfig),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         stdout, stderr = await asyncio.wait_for(process.communicate(), 120)
         assert process.returncode == 0, stderr.decode()

@@ -44,7 +44,11 @@ async def _run(tmp: Path, release: str, decode_base_s: float) -> Path:
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "servingperf", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=300, check=False,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
 
 
@@ -62,9 +66,20 @@ async def test_gate_catches_the_slow_release_and_passes_the_same_one(tmp_path: P
             ingest(store, RunDir(path))
 
     slow = _cli(
-        "gate", "--store", store_path, "--reference", "release=2.5.0", "--candidate",
-        "release=2.7.0", "--junit", "out/junit.xml", "--markdown", "out/gate.md", "--json",
-        "out/gate.json", cwd=tmp_path,
+        "gate",
+        "--store",
+        store_path,
+        "--reference",
+        "release=2.5.0",
+        "--candidate",
+        "release=2.7.0",
+        "--junit",
+        "out/junit.xml",
+        "--markdown",
+        "out/gate.md",
+        "--json",
+        "out/gate.json",
+        cwd=tmp_path,
     )
     assert slow.returncode == 1, slow.stdout + slow.stderr
     verdicts = json.loads((tmp_path / "out" / "gate.json").read_text())["verdicts"]
@@ -76,10 +91,22 @@ async def test_gate_catches_the_slow_release_and_passes_the_same_one(tmp_path: P
     assert "tpot_s.median" in failed
     assert "regression" in (tmp_path / "out" / "gate.md").read_text()
 
-    same = _cli("gate", "--store", store_path, "--reference", "release=2.5.0", "--candidate",
-                "release=2.6.0", "--json", "out/same.json", cwd=tmp_path)
+    same = _cli(
+        "gate",
+        "--store",
+        store_path,
+        "--reference",
+        "release=2.5.0",
+        "--candidate",
+        "release=2.6.0",
+        "--json",
+        "out/same.json",
+        cwd=tmp_path,
+    )
     assert same.returncode == 0, same.stdout + same.stderr
-    outcomes = {v["outcome"] for v in json.loads((tmp_path / "out/same.json").read_text())["verdicts"]}
+    outcomes = {
+        v["outcome"] for v in json.loads((tmp_path / "out/same.json").read_text())["verdicts"]
+    }
     assert "regressed" not in outcomes
 
     # acknowledged: the regression is reported but no longer fails the gate
@@ -87,8 +114,18 @@ async def test_gate_catches_the_slow_release_and_passes_the_same_one(tmp_path: P
         "version: 1\nacknowledgements:\n"
         "  - {kpi: '*', candidate: {release: '2.7.*'}, reason: slower decode accepted}\n"
     )
-    acked = _cli("gate", "--store", store_path, "--reference", "release=2.5.0", "--candidate",
-                 "release=2.7.0", "--acknowledgements", "acks.yaml", cwd=tmp_path)
+    acked = _cli(
+        "gate",
+        "--store",
+        store_path,
+        "--reference",
+        "release=2.5.0",
+        "--candidate",
+        "release=2.7.0",
+        "--acknowledgements",
+        "acks.yaml",
+        cwd=tmp_path,
+    )
     assert acked.returncode == 0, acked.stdout + acked.stderr
 
     # re-analysis long after: summary and report are redrawn from the stored records alone

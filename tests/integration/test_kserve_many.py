@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from servingperf.model.kserve_spec import KServeSpec
 from servingperf.model.specs import ModelSpec
 from servingperf.platforms.base import Instance, InstanceRequest
 from servingperf.platforms.kserve import KServePlatform
 from servingperf.platforms.kserve_manifests import MANAGED_SELECTOR
-from servingperf.model.kserve_spec import KServeSpec
 from tests.fakes.kube_api import KINDS, FakeKServeController, FakeKubeApiServer
 
 NAMESPACES = 12

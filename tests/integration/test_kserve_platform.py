@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from servingperf.errors import ConfigError, DeployError
+from servingperf.model.kserve_spec import DeploymentMode, InferenceServiceTemplate, KServeSpec
 from servingperf.model.specs import ModelSpec
 from servingperf.platforms.base import Instance, InstanceRequest
 from servingperf.platforms.kserve import KServePlatform, cleanup_stale
@@ -28,7 +29,6 @@ from servingperf.platforms.kserve_manifests import (
     serving_runtime_manifest,
     sidecar_manifest,
 )
-from servingperf.model.kserve_spec import DeploymentMode, InferenceServiceTemplate, KServeSpec
 from servingperf.platforms.kserve_status import parse_time
 from servingperf.platforms.kube_client import connect
 from servingperf.platforms.kube_types import (

@@ -4,6 +4,7 @@ record, requests in flight at the end are cut, failures and client bugs are reco
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 from servingperf.load.closed_loop import ClosedLoopPlan, run_closed_loop
@@ -47,7 +48,7 @@ async def test_closed_loop_users_send_next_request_when_last_returns() -> None:
     records, _, _ = await _run(client, ClosedLoopPlan(users=2, duration_s=0.3))
     for user in (0, 1):
         mine = sorted((r for r in records if r.user == user), key=lambda r: r.t_sent_s or 0)
-        for previous, current in zip(mine, mine[1:], strict=False):
+        for previous, current in itertools.pairwise(mine):
             assert previous.t_end_s is not None and current.t_sent_s is not None
             assert current.t_scheduled_s >= previous.t_end_s  # scheduled when the user got free
             assert current.t_sent_s >= current.t_scheduled_s

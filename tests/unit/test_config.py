@@ -72,7 +72,7 @@ def test_overrides_apply_before_validation(tmp_path: Path) -> None:
     path = tmp_path / "s.yaml"
     path.write_text(VALID)
     assert load_scenario(path, {"load.duration_s": 3}).load.duration_s == 3
-    with pytest.raises(ConfigError, match="load.users"):
+    with pytest.raises(ConfigError, match=r"load\.users"):
         load_scenario(path, {"load.users": -1})
 
 

@@ -9,6 +9,11 @@ from typing import Any
 import pytest
 
 from servingperf.errors import ConfigError
+from servingperf.model.kserve_spec import (
+    DeploymentMode,
+    InferenceServiceOverrides,
+    InferenceServiceTemplate,
+)
 from servingperf.platforms.kserve_manifests import (
     DEPLOYMENT_MODE_ANNOTATION,
     MANAGED_BY_LABEL,
@@ -21,11 +26,6 @@ from servingperf.platforms.kserve_manifests import (
     run_selector,
     serving_runtime_manifest,
     sidecar_manifest,
-)
-from servingperf.model.kserve_spec import (
-    DeploymentMode,
-    InferenceServiceOverrides,
-    InferenceServiceTemplate,
 )
 from tests.fakes.kube_api import CRD_DIR, crd_validator
 

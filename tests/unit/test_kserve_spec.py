@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from servingperf.platforms.kserve import EndpointAccess, resolve_endpoint
 from servingperf.model.kserve_spec import KServeEndpointSpec, KServeSpec
+from servingperf.platforms.kserve import EndpointAccess, resolve_endpoint
 from servingperf.platforms.kserve_status import IsvcState, Phase
 
 BASE: dict[str, Any] = {

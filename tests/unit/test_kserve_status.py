@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from servingperf.model.deployments import DeploymentRecord
+from servingperf.model.kserve_spec import DEFAULT_FAIL_REASONS
 from servingperf.model.specs import ModelSpec
 from servingperf.platforms.base import Instance, InstanceRequest
-from servingperf.model.kserve_spec import DEFAULT_FAIL_REASONS
 from servingperf.platforms.kserve_status import IsvcState, Phase, isvc_state, parse_time
 from servingperf.platforms.kserve_watch import ReadinessTracker
 

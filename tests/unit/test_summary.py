@@ -154,10 +154,24 @@ def test_input_throughput_absent_when_a_count_is_missing() -> None:
 
 def test_a_request_never_sent_counts_as_issued_at_its_scheduled_time() -> None:
     rows = [
-        record(request_id="c1", t_scheduled_s=7.0, t_sent_s=None, t_end_s=7.001, status="error",
-               error_kind="connect", error_message="refused"),
-        record(request_id="ok", t_sent_s=8.0, t_first_token_s=8.1, t_end_s=8.2,
-               chunk_offsets_s=[0.1], chunk_tokens=[1], output_tokens=1),
+        record(
+            request_id="c1",
+            t_scheduled_s=7.0,
+            t_sent_s=None,
+            t_end_s=7.001,
+            status="error",
+            error_kind="connect",
+            error_message="refused",
+        ),
+        record(
+            request_id="ok",
+            t_sent_s=8.0,
+            t_first_token_s=8.1,
+            t_end_s=8.2,
+            chunk_offsets_s=[0.1],
+            chunk_tokens=[1],
+            output_tokens=1,
+        ),
     ]
     summary = summarize_window(table(*rows), WINDOW, None)
     assert summary["counts"]["issued"] == 2

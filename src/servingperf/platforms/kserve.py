@@ -30,6 +30,12 @@ import yaml
 
 from servingperf.errors import ConfigError, DeployError
 from servingperf.model.deployments import DeploymentRecord, DeploymentStatus
+from servingperf.model.kserve_spec import (
+    EndpointSource,
+    KServeEndpointSpec,
+    KServeSpec,
+    WatchScope,
+)
 from servingperf.platforms.base import Instance, InstanceRequest
 from servingperf.platforms.kserve_manifests import (
     inference_service_manifest,
@@ -40,12 +46,6 @@ from servingperf.platforms.kserve_manifests import (
     run_selector,
     serving_runtime_manifest,
     sidecar_manifest,
-)
-from servingperf.model.kserve_spec import (
-    EndpointSource,
-    KServeEndpointSpec,
-    KServeSpec,
-    WatchScope,
 )
 from servingperf.platforms.kserve_status import IsvcState, parse_time
 from servingperf.platforms.kserve_watch import ReadinessTracker, TrackerCounts, Waiter

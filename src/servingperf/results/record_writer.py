@@ -1,8 +1,9 @@
 """Streams request records to Parquet while the run goes (never only at the end).
 
 Records are buffered and written by a background thread as numbered *segment* files
-(``records/part-w<worker>-<writer>-<seq>.parquet``; ``<writer>`` is random per writer, so phases
-and instances loaded by workers of the same number never overwrite each other), each a complete Parquet file written to a temporary name
+(``records/part-w<worker>-<writer>-<seq>.parquet``; ``<writer>`` is random per writer, so
+phases and instances loaded by workers of the same number never overwrite each other), each a
+complete Parquet file written to a temporary name
 and renamed, so a reader never sees half a file and a SIGKILL loses at most the records of the last
 flush interval. The engine's hot path only appends to a queue.
 """

@@ -17,7 +17,6 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-import grpc
 import uvicorn
 from kserve import Model, ModelServer
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
@@ -33,7 +32,6 @@ def _loopback_config(self: uvicorn.Config, *args: Any, **kwargs: Any) -> None:
 
 
 uvicorn.Config.__init__ = _loopback_config  # type: ignore[method-assign]
-
 
 
 def _patch_grpc() -> None:
@@ -66,7 +64,9 @@ class Words(Model):
         words = " ".join(f"w{i}" for i in range(max_tokens))
         output = InferOutput(name="text_output", shape=[1], datatype="BYTES", data=[words])
         return InferResponse(
-            model_name=self.name, infer_outputs=[output], response_id=payload.id or "servingperf-test"
+            model_name=self.name,
+            infer_outputs=[output],
+            response_id=payload.id or "servingperf-test",
         )
 
 
