@@ -330,6 +330,8 @@ def _entries(
 ) -> dict[str, Any]:
     instances: dict[str, Any] = {}
     for index, window in enumerate(info.phases):
+        if window.phase in NON_LOAD_PHASES:
+            continue
         key = window_key(window)
         entry = results[index]
         entry["instance"] = window.instance

@@ -1,6 +1,7 @@
 """``servingperf demo``: every flavour against the embedded emulator, then a release history made
 on the spot and the gate catching the slow release. All output goes under one folder:
-``runs/`` (run directories with their reports), ``results.db`` (the store), ``gate-*.md``.
+``runs/`` (run directories with their reports), ``results.db`` (the store), ``gate-*.md`` and
+``site/index.html`` (every run, release and verdict on one offline page).
 """
 
 from __future__ import annotations
@@ -90,16 +91,25 @@ def run_demo(examples: Path, out_dir: Path) -> None:
             reports.append(outcome.run_dir.path / "report.html")
         _gate_releases(store, base.name, plan, out_dir)
 
+    from servingperf.continuous.site import write_site
+    from servingperf.results.store import open_store
+
+    with open_store(store) as opened:
+        site = write_site(opened, out_dir / "site")
     out.rule("reports")
     for report in reports:
         out.print(f"  {report}")
+    out.print(f"index of every run, release and verdict: {site.index}")
     out.print(f"demo finished in {time.monotonic() - started:.0f} s; store: {store}")
 
 
 def _gate_releases(store: str, scenario: str, plan: ReleasePlan, out_dir: Path) -> None:
+    from datetime import UTC, datetime
+
     from servingperf.continuous.gating import gate_runs
     from servingperf.continuous.outputs import report_markdown
     from servingperf.continuous.selection import parse_selection
+    from servingperf.continuous.site import gate_document, write_gate_document
     from servingperf.results.store import open_store
 
     reference = parse_selection(f"release={plan.reference}")
@@ -108,6 +118,14 @@ def _gate_releases(store: str, scenario: str, plan: ReleasePlan, out_dir: Path) 
     with open_store(store) as opened:
         for release in later:
             report = gate_runs(opened, reference, parse_selection(f"release={release}"), scenario)
+            document = gate_document(
+                report,
+                scenario=scenario,
+                candidate_run=report.candidate_runs[0].run_id,
+                reference=reference,
+                gated_at=datetime.now(UTC),
+            )
+            write_gate_document(out_dir / "site", document)
             text = report_markdown(report)
             (out_dir / f"gate-{release}.md").write_text(text)
             out.print(Markdown(text))
