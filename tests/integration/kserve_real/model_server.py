@@ -14,6 +14,7 @@ Usage: python model_server.py HTTP_PORT GRPC_PORT
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Any
 
@@ -46,7 +47,9 @@ def _patch_grpc() -> None:
 
 
 class Words(Model):
-    """Returns ``max_tokens`` words; stands in for a text-generation model."""
+    """Returns ``max_tokens`` words (from the ``sampling_parameters`` JSON input, as Triton's vLLM
+    backend reads it), with ``num_output_tokens`` / ``num_input_tokens`` / ``finish_reason``: a
+    stand-in for a text-generation model that follows that tensor convention."""
 
     def __init__(self, name: str) -> None:
         super().__init__(name)
@@ -57,17 +60,30 @@ class Words(Model):
     ) -> InferResponse:
         if not isinstance(payload, InferRequest):
             raise ValueError("this model speaks the v2 protocol only")
-        max_tokens = int((payload.parameters or {}).get("max_tokens", 8))
+        max_tokens, prompt = 8, ""
         for tensor in payload.inputs:
-            if tensor.name == "max_tokens":
-                max_tokens = int(tensor.data[0])
+            if tensor.name == "sampling_parameters":
+                max_tokens = int(json.loads(_text(tensor.data[0])).get("max_tokens", 8))
+            elif tensor.name == "text_input":
+                prompt = _text(tensor.data[0])
         words = " ".join(f"w{i}" for i in range(max_tokens))
-        output = InferOutput(name="text_output", shape=[1], datatype="BYTES", data=[words])
+        outputs = [
+            InferOutput(name="text_output", shape=[1], datatype="BYTES", data=[words]),
+            InferOutput(name="num_output_tokens", shape=[1], datatype="UINT32", data=[max_tokens]),
+            InferOutput(
+                name="num_input_tokens", shape=[1], datatype="UINT32", data=[len(prompt.split())]
+            ),
+            InferOutput(name="finish_reason", shape=[1], datatype="BYTES", data=["length"]),
+        ]
         return InferResponse(
             model_name=self.name,
-            infer_outputs=[output],
+            infer_outputs=outputs,
             response_id=payload.id or "servingperf-test",
         )
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def main() -> None:
