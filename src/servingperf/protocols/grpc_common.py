@@ -256,6 +256,9 @@ async def consume_stream(
     """
     received = False
     counted = 0  # the server's cumulative count, when it gives one
+    # Text-bearing messages of a server that gives no counts: one token each, committed only if
+    # no count ever comes (a count, once given, is the one source of N and of token chunks).
+    uncounted: list[float] = []
     finish_reason: str | None = None
     try:
         async for message in call:
@@ -271,8 +274,9 @@ async def consume_stream(
                 exchange.token_chunk(now, progress.generated_total - counted)
                 counted = progress.generated_total
                 exchange.usage_output_tokens = counted
+                uncounted.clear()
             elif progress.has_text and counted == 0:
-                exchange.token_chunk(now, 1)
+                uncounted.append(now)
             if progress.finish_reason is not None:
                 finish_reason = progress.finish_reason
     except grpc.aio.AioRpcError as exc:
@@ -282,6 +286,9 @@ async def consume_stream(
     finally:
         if not call.done():
             call.cancel()
+        if counted == 0:
+            for arrival in uncounted:
+                exchange.token_chunk(arrival, 1)
     now = time.monotonic()
     if finish_reason is None:
         exchange.fail(now, ErrorKind.PROTOCOL, "the stream ended without a finish reason")

@@ -240,9 +240,11 @@ class _ResponseHandler:
         try:
             data = _loads(raw)
             choice = data["choices"][0]
+            if not isinstance(choice, dict):
+                raise TypeError(f"a choice is a {type(choice).__name__}, not an object")
             exchange.finish_reason = choice.get("finish_reason")
             _usage(data.get("usage"), exchange)
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
             exchange.fail(now, ErrorKind.PROTOCOL, f"malformed response: {exc!r}: {raw[:200]!r}")
             return
         if exchange.usage_output_tokens is None:
@@ -451,6 +453,8 @@ class _Connection(asyncio.Protocol):
             self._receive(data, now, handler)
         except _ProtocolViolation as exc:
             self._finish_error(exc)
+        except Exception as exc:  # hostile bytes that slipped past a check: a failed request
+            self._finish_error(_ProtocolViolation(f"unreadable response: {exc!r}"))
 
     def _receive(self, data: bytes, now: float, handler: _ResponseHandler) -> None:
         state = self._state
