@@ -28,6 +28,7 @@ from servingperf.emulator.engine import Engine
 from servingperf.emulator.groundtruth import GroundTruthLog, GroundTruthRecord
 from servingperf.emulator.grpc_context import ServingContext
 from servingperf.emulator.grpc_server import start_grpc_server
+from servingperf.emulator.http import OpenAIFrontEnd
 from servingperf.emulator.kserve_v2_rest import KServeV2RestFrontEnd
 from servingperf.emulator.profiles import resolve_profile
 from servingperf.errors import TargetError
@@ -42,7 +43,7 @@ from servingperf.model.records import (
 )
 from servingperf.model.specs import ProtocolKind
 from servingperf.model.target import Target
-from servingperf.protocols import caikit, kserve_v2_grpc, kserve_v2_rest, tgis
+from servingperf.protocols import caikit, kserve_v2_grpc, kserve_v2_rest, openai, tgis
 from servingperf.protocols._generated import caikit_data_model_nlp_pb2 as dm
 from servingperf.protocols._generated import generation_pb2 as gen
 from servingperf.protocols.registry import Client
@@ -53,7 +54,11 @@ CAIKIT = ProtocolKind.CAIKIT_GRPC
 TGIS = ProtocolKind.TGIS_GRPC
 KSERVE_GRPC = ProtocolKind.KSERVE_V2_GRPC
 KSERVE_REST = ProtocolKind.KSERVE_V2_REST
-ALL_KINDS = (CAIKIT, TGIS, KSERVE_GRPC, KSERVE_REST)
+OPENAI = ProtocolKind.OPENAI_COMPLETIONS
+OPENAI_CHAT = ProtocolKind.OPENAI_CHAT
+HTTP_KINDS = (KSERVE_REST, OPENAI, OPENAI_CHAT)
+# every client of the registry: the same cases for each wire protocol
+ALL_KINDS = (CAIKIT, TGIS, KSERVE_GRPC, KSERVE_REST, OPENAI, OPENAI_CHAT)
 
 PER_REQUEST_TOLERANCE_S = 0.100
 MEDIAN_TOLERANCE_S = 0.020
@@ -71,7 +76,7 @@ class Emulator:
     http_port: int
 
     def target(self, kind: ProtocolKind, model: str = "m", **fields: Any) -> Target:
-        rest = kind is KSERVE_REST
+        rest = kind in HTTP_KINDS
         url = f"http://127.0.0.1:{self.http_port}" if rest else f"127.0.0.1:{self.grpc_port}"
         return Target(url=url, model=model, protocol=kind, **fields)
 
@@ -87,7 +92,8 @@ async def running_emulator(
     log = GroundTruthLog()
     ctx = ServingContext({"m": engine}, log, is_ready=ready or (lambda: True), seed=3)
     server, grpc_port = await start_grpc_server(ctx)
-    app = web.Application()
+    openai_front = OpenAIFrontEnd({"m": engine}, ground_truth=log, load_time_s=0.0, seed=3)
+    app = openai_front.build_app()
     KServeV2RestFrontEnd(ctx).add_routes(app)
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=2.0)
     try:
@@ -95,6 +101,7 @@ async def running_emulator(
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         http_port = int(runner.addresses[0][1])
+        openai_front.mark_listening()
         yield Emulator(ctx, engine, log, grpc_port, http_port)
     finally:
         await server.stop(0.5)
@@ -109,15 +116,17 @@ def make_client(kind: ProtocolKind, target: Target, *, rest_generate: bool = Fal
         return tgis.create(target)
     if kind is KSERVE_GRPC:
         return kserve_v2_grpc.create(target)
+    if kind in (OPENAI, OPENAI_CHAT):
+        return openai.create(target)
     if rest_generate:
         return kserve_v2_rest.KServeV2RestClient(target, unary_endpoint="generate")
     return kserve_v2_rest.create(target)
 
 
-def exchange(request_id: str, *, stream: bool, max_tokens: int = 12) -> Exchange:
+def exchange(request_id: str, *, stream: bool, max_tokens: int = 12, model: str = "m") -> Exchange:
     request = GenerationRequest(
         request_id=request_id,
-        model="m",
+        model=model,
         prompt="Summarise the plot of a short story in one line.",
         max_tokens=max_tokens,
         ignore_eos=True,
@@ -249,7 +258,7 @@ async def test_server_error_status(kind: ProtocolKind, stream: bool) -> None:
     async with running_emulator() as emulator:
         client = make_client(kind, emulator.target(kind, model="no-such-model"))
         try:
-            ex = exchange("err-1", stream=stream)
+            ex = exchange("err-1", stream=stream, model="no-such-model")
             await client.generate(ex)
         finally:
             await client.aclose()
@@ -258,7 +267,7 @@ async def test_server_error_status(kind: ProtocolKind, stream: bool) -> None:
     assert ex.status is RequestStatus.ERROR
     assert ex.mono_sent is not None
     assert ex.mono_first_token is None
-    if kind is KSERVE_REST:
+    if kind in HTTP_KINDS:
         assert ex.error_kind is ErrorKind.HTTP_STATUS
         assert ex.error_message is not None
         assert ex.error_message.startswith("HTTP 404")
@@ -298,7 +307,7 @@ async def test_deadline_exceeded_is_a_timeout_and_frees_the_server(
 @pytest.mark.parametrize(("kind", "stream"), kind_stream_cases(ALL_KINDS))
 async def test_unavailable_server(kind: ProtocolKind, stream: bool) -> None:
     port = closed_port()
-    url = f"http://127.0.0.1:{port}" if kind is KSERVE_REST else f"127.0.0.1:{port}"
+    url = f"http://127.0.0.1:{port}" if kind in HTTP_KINDS else f"127.0.0.1:{port}"
     client = make_client(kind, Target(url=url, model="m", protocol=kind, request_timeout_s=10))
     try:
         ex = exchange("down-1", stream=stream)
@@ -350,7 +359,10 @@ async def test_cancellation_reaches_the_server(kind: ProtocolKind, stream: bool)
     assert server.output_tokens < 200
 
 
-@pytest.mark.parametrize("kind", ALL_KINDS, ids=[k.value for k in ALL_KINDS])
+GRPC_AND_V2 = (CAIKIT, TGIS, KSERVE_GRPC, KSERVE_REST)  # readiness from the serving context
+
+
+@pytest.mark.parametrize("kind", GRPC_AND_V2, ids=[k.value for k in GRPC_AND_V2])
 async def test_probe_waits_for_readiness(kind: ProtocolKind) -> None:
     ready = False
     async with running_emulator(ready=lambda: ready) as emulator:

@@ -124,6 +124,18 @@ class OpenAIClient:
         return body
 
     async def generate(self, exchange: Exchange) -> None:
+        """Send one request; the target's per-request deadline covers connect and response."""
+        try:
+            async with asyncio.timeout(self._target.request_timeout_s):
+                await self._generate(exchange)
+        except TimeoutError:
+            exchange.fail(
+                time.monotonic(),
+                ErrorKind.TIMEOUT,
+                f"no answer within {self._target.request_timeout_s:g} s",
+            )
+
+    async def _generate(self, exchange: Exchange) -> None:
         request = exchange.request
         payload = _dumps(self.body(request))
         handler = _ResponseHandler(exchange, self._chat)
