@@ -29,9 +29,7 @@ dataset: {{prompts: 32, output_tokens: 24}}
 """
 
 
-@pytest.mark.parametrize(
-    ("protocol", "stream"), [("caikit-grpc", "false"), ("tgis-grpc", "true")]
-)
+@pytest.mark.parametrize(("protocol", "stream"), [("caikit-grpc", "false"), ("tgis-grpc", "true")])
 async def test_seed_single_model_over_grpc(tmp_path: Path, protocol: str, stream: str) -> None:
     spec = parse_scenario(SCENARIO.format(protocol=protocol, stream=stream), "grpc.yaml")
     options = RunOptions(base_dir=tmp_path, runs_dir=tmp_path, out=tmp_path / "run", report=True)
