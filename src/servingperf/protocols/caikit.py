@@ -32,6 +32,7 @@ from servingperf.protocols.grpc_common import (
     base_metadata,
     call_metadata,
     consume_stream,
+    enum_name,
     parse_endpoint,
     probe_failure,
     probe_timeout_s,
@@ -80,7 +81,9 @@ def read_stream_message(message: caikit_data_model_nlp_pb2.GeneratedTextStreamRe
         generated_total=details.generated_tokens if has_details else 0,
         has_text=bool(message.generated_text),
         input_tokens=details.input_token_count if has_details else 0,
-        finish_reason=None if finish == FinishReason.NOT_FINISHED else FinishReason.Name(finish),
+        finish_reason=None
+        if finish == FinishReason.NOT_FINISHED
+        else enum_name(FinishReason, finish),
     )
 
 
@@ -148,7 +151,7 @@ class CaikitClient:
         exchange.usage_output_tokens = result.generated_tokens
         if result.input_token_count > 0:
             exchange.usage_input_tokens = result.input_token_count
-        exchange.finish_reason = FinishReason.Name(result.finish_reason)
+        exchange.finish_reason = enum_name(FinishReason, result.finish_reason)
         exchange.succeed(now)
 
     async def aclose(self) -> None:

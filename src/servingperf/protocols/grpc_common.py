@@ -190,6 +190,15 @@ def certificate_name(cert: dict[str, Any], host: str) -> str | None:
     return names[0]
 
 
+def enum_name(enum: Any, value: int) -> str:
+    """The name of a protobuf enum value; a value this build does not know (a newer server) is
+    kept as ``UNKNOWN_<n>`` rather than failing the request."""
+    try:
+        return str(enum.Name(value))
+    except ValueError:
+        return f"UNKNOWN_{value}"
+
+
 def classify_rpc_error(error: grpc.aio.AioRpcError, *, received: bool) -> tuple[ErrorKind, str]:
     """Map a failed call to an error kind and a one-line reason that names the status code.
 

@@ -28,6 +28,7 @@ from servingperf.protocols.grpc_common import (
     base_metadata,
     call_metadata,
     consume_stream,
+    enum_name,
     parse_endpoint,
     probe_timeout_s,
 )
@@ -61,7 +62,7 @@ def read_response(message: generation_pb2.GenerationResponse) -> Progress:
         generated_total=message.generated_token_count,
         has_text=bool(message.text),
         input_tokens=message.input_token_count,
-        finish_reason=None if stop == StopReason.NOT_FINISHED else StopReason.Name(stop),
+        finish_reason=None if stop == StopReason.NOT_FINISHED else enum_name(StopReason, stop),
     )
 
 
@@ -131,7 +132,7 @@ class TgisClient:
         exchange.usage_output_tokens = response.generated_token_count
         if response.input_token_count > 0:
             exchange.usage_input_tokens = response.input_token_count
-        exchange.finish_reason = StopReason.Name(response.stop_reason)
+        exchange.finish_reason = enum_name(StopReason, response.stop_reason)
         exchange.succeed(now)
 
     async def aclose(self) -> None:
