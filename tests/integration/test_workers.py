@@ -67,7 +67,8 @@ async def test_two_workers_share_an_open_loop_schedule_exactly(tmp_path: Path) -
     recipe = Recipe(fake_target(first_delay_s=0.01, tokens=3), FAKE, REQUESTS, {})
     table, counters, sink = await _phase(tmp_path, load, recipe)
     assert sink.records == []  # records never cross the pipe
-    assert sorted(p.name[:10] for p in (tmp_path / "records").glob("*.parquet")) == [
+    # each worker writes its own segments (one or more, by flush interval)
+    assert sorted({p.name[:10] for p in (tmp_path / "records").glob("*.parquet")}) == [
         "part-w001-",
         "part-w002-",
     ]
