@@ -93,11 +93,13 @@ async def test_worker_processes_of_every_instance_keep_all_their_records(
                 r["worker"] for r in rows if (r["instance"], r["phase"]) == (instance, phase)
             }
             assert workers == {1, 2}, (instance, phase)  # no worker's segments were overwritten
-    records_dir = outcome.run_dir.records_dir
-    assert not (records_dir / "staging").exists()
-    names = sorted(p.name for p in records_dir.glob("*.parquet"))
-    assert any(n.startswith("part-concurrent-a-w001-") for n in names)
-    assert any(n.startswith("part-sequential-b-w002-") for n in names)
+    records_dir = outcome.run_dir.records_dir  # segments straight in records/, no staging
+    assert [p.name for p in records_dir.iterdir() if p.is_dir()] == []
+    names = [p.name for p in records_dir.glob("part-w*.parquet")]
+    # each worker of each (instance, phase) wrote at least one segment of its own name
+    assert len(names) >= 8
+    assert any(n.startswith("part-w001-") for n in names)
+    assert any(n.startswith("part-w002-") for n in names)
 
 
 def _servers_left(marker: str) -> list[int]:

@@ -1,9 +1,7 @@
-"""The multi-model scenario's pure parts: per-instance loads, worker shares, the common window,
-segment adoption and the combined progress line."""
+"""The multi-model scenario's pure parts: per-instance loads, worker shares, the common window
+and the combined progress line."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 
@@ -14,7 +12,6 @@ from servingperf.load.sinks import LoadCounters
 from servingperf.model.specs import LoadSpec, ScenarioSpec
 from servingperf.scenarios.multi_model import (
     CombinedProgress,
-    adopt_segments,
     common_window,
     instance_load,
     instance_requests,
@@ -43,24 +40,6 @@ def test_the_common_window_is_where_every_instance_was_measured() -> None:
     assert common_window(timings) == (1.5, 11.0)
     stopped = [PhaseTiming(0.0, 1.0, 1.2, 1.3, True), PhaseTiming(0.0, 2.0, 2.5, 2.6, False)]
     assert common_window(stopped) == (2.0, 2.0)  # no overlap: an empty window, never negative
-
-
-def test_adopted_segments_get_unique_names_and_the_staging_folder_goes(tmp_path: Path) -> None:
-    records = tmp_path / "records"
-    staging = records / "staging" / "concurrent-a"
-    staging.mkdir(parents=True)
-    for name in ("part-w001-000001.parquet", "part-w002-000001.parquet"):
-        (staging / name).write_bytes(b"x")
-    (staging / "part-w003-000001.parquet.tmp").write_bytes(b"half")  # never adopted
-    assert adopt_segments(staging, records, "concurrent-a") == 2
-    assert sorted(p.name for p in records.glob("*.parquet")) == [
-        "part-concurrent-a-w001-000001.parquet",
-        "part-concurrent-a-w002-000001.parquet",
-    ]
-    empty = records / "staging" / "concurrent-b"
-    empty.mkdir()
-    assert adopt_segments(empty, records, "concurrent-b") == 0
-    assert not (records / "staging" / "concurrent-b").exists()
 
 
 class _Recorder:

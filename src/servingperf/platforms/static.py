@@ -1,5 +1,17 @@
-"""The static platform: already-running servers given by URL. Nothing is deployed or deleted;
-an instance is ready at once and the protocol client's probe checks that it answers.
+"""The static platform: already-running servers given by URL. Nothing is deployed or deleted.
+
+Each instance still gets a deployment record, so that a static run directory has the same files
+as any other (``deployments.parquet``) and readers never special-case it. The record says only
+what the harness knows:
+
+- ``created_at`` / ``t_created_s`` are null: the server existed before the run, and its creation
+  is not ours to know, so no load time (ready - created) is ever computed for it;
+- ``ready_at`` / ``t_ready_s`` are when the run took the endpoint into use (``deploy``), on the
+  harness clock: the platform has no readiness signal of its own, the endpoint is taken as ready
+  at once, and the scenario's protocol probe that follows checks that it answers (a failed probe
+  marks the record ``failed`` with the reason);
+- ``t_deleted_s`` stays null and the status stays ``ready`` after the run: ``delete`` and
+  ``close`` leave the server as found.
 """
 
 from __future__ import annotations
@@ -17,13 +29,17 @@ class StaticPlatform:
 
     def __init__(self, t0: float) -> None:
         self._t0 = t0
+        self._instances: list[Instance] = []
+
+    @property
+    def instances(self) -> list[Instance]:
+        """Every instance taken into use, in order (their records go to ``deployments.parquet``)."""
+        return list(self._instances)
 
     async def deploy(self, request: InstanceRequest) -> Instance:
         endpoint = request.model.endpoint
         if endpoint is None:
             raise DeployError(f"{request.name}: the static platform needs an 'endpoint'")
-        now = datetime.now(UTC)
-        offset = time.monotonic() - self._t0
         record = DeploymentRecord(
             instance=request.name,
             namespace=request.namespace,
@@ -31,22 +47,24 @@ class StaticPlatform:
             platform=self.name,
             endpoint=endpoint.url,
             clock_source="harness",
-            created_at=now,
-            ready_at=now,
-            t_created_s=offset,
-            t_ready_s=offset,
+            created_at=None,  # not created by us: see the module docstring
+            ready_at=datetime.now(UTC),
+            t_created_s=None,
+            t_ready_s=time.monotonic() - self._t0,
             t_first_validated_s=None,
             t_deleted_s=None,
             status=DeploymentStatus.READY.value,
             failure_reason=None,
         )
-        return Instance(request=request, record=record, url=endpoint.url)
+        instance = Instance(request=request, record=record, url=endpoint.url)
+        self._instances.append(instance)
+        return instance
 
     async def wait_ready(self, instance: Instance, timeout_s: float) -> None:
         return None
 
     async def delete(self, instance: Instance) -> None:
-        return None
+        return None  # the server is not ours: left as found
 
     async def close(self) -> None:
         return None

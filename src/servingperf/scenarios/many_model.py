@@ -14,12 +14,15 @@ record's status is ok; the counts go to the instance's deployment record (``vali
 ``validations_failed``) and ``t_first_validated_s`` is the end of its first ok query.
 
 An instance that is refused, never becomes ready or crashes while starting is *failed*: its record
-keeps the reason, it is removed at once, and the driver goes on with the next instance. Anything
-else that goes wrong (a protocol this build cannot speak, a bug) stops the run. Ctrl-C stops the
-drivers at once (a query in flight is recorded ``cut``). At the end every instance is removed,
-unless ``keep_deployed``. While the run goes, ``deployments.parquet`` is rewritten at most once a
-second, so an interrupted run keeps every deployment fact gathered so far; each namespace's driver
-window (start, end) is a phase ``namespace`` in ``run.json`` with the namespace as its instance.
+keeps the reason, it is removed at once (unless ``keep_deployed``), and the driver goes on with the
+next instance. Anything else that goes wrong (a protocol this build cannot speak, a bug) stops the
+run. Ctrl-C stops the drivers at once (a query in flight is recorded ``cut``). At the end every
+instance is removed, unless ``keep_deployed`` and the drivers ran to their end
+(:mod:`servingperf.scenarios.runner` says why an interrupted or failed run removes them all the
+same). While the run goes, ``deployments.parquet`` is rewritten at most once a second, so an
+interrupted run keeps every deployment fact gathered so far; refused instances' records go to the
+run context too, so the runner's final write keeps them. Each namespace's driver window (start,
+end) is a phase ``namespace`` in ``run.json`` with the namespace as its instance.
 
 Progress: a progress sink that also implements :class:`DeployProgressSink` gets the deployment
 counts; any other sink sees one phase line whose instance label carries them.
@@ -151,7 +154,7 @@ class _ManyModelRun:
         )
         self.load_counters = LoadCounters(instance=self.counters.label(), phase=PROGRESS_LABEL)
         self.instances: list[Instance] = []
-        self.refused: list[DeploymentRecord] = []
+        self.refused = context.refused  # the runner writes them too, after the platform's
         self.error: BaseException | None = None
         self.failure = asyncio.Event()
         self.dirty = True
@@ -175,7 +178,7 @@ class _ManyModelRun:
                 task.cancel()
             outcome = await asyncio.gather(main, *waiters, return_exceptions=True)
             try:
-                if not self.many.keep_deployed:
+                if not self._keeps(outcome[0]):
                     await self._delete_all()
             finally:
                 reporter.cancel()
@@ -189,6 +192,12 @@ class _ManyModelRun:
         first = outcome[0]
         if isinstance(first, BaseException) and not isinstance(first, asyncio.CancelledError):
             raise first
+
+    def _keeps(self, main: object) -> bool:
+        """Leave the instances deployed: asked for, and the drivers ran to their end (an
+        interrupted or failed run removes everything, as the runner does: see its docstring)."""
+        ended = not isinstance(main, BaseException)
+        return self.many.keep_deployed and ended and not self.context.stop.is_set()
 
     async def _drive_all(self) -> None:
         """Start the drivers, staggered and at most ``namespace_concurrency`` at once."""

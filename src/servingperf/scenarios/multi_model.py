@@ -16,10 +16,10 @@ processes when there are several.
 
 Load generation. By default each instance gets ``max(1, usable cores // N)`` load processes (one
 means: every instance's users run in this process's event loop, all starting together);
-``load.workers`` overrides that, the same in both phases. Load worker processes name their record
-segments after their worker number only, which every instance's workers share, so each
-(phase, instance) writes into a staging folder under ``records/`` and its segments are moved into
-``records/`` under unique names once it ends (also when it fails or is stopped).
+``load.workers`` overrides that, the same in both phases. Every load worker process writes its
+record segments straight into ``records/``: their names are unique per writer
+(:mod:`servingperf.results.record_writer`), so the workers of instances loaded at once never
+overwrite each other's.
 
 Devices. Instances naming the same emulated device (``emulator.device``) are deployed with the
 device's model ids (:func:`instance_requests`), so the local platform serves them from one
@@ -35,30 +35,22 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 from servingperf.datasets.select import load_prompts
-from servingperf.errors import ConfigError, DeployError, ServingPerfError, TargetError
+from servingperf.errors import ConfigError, DeployError, TargetError
 from servingperf.load.breaker import ErrorBreaker
-from servingperf.load.engine import PhaseTiming, Recipe, run_phase, usable_cores
-from servingperf.load.shard import is_open_loop
+from servingperf.load.engine import PhaseTiming, run_phase, usable_cores
 from servingperf.load.sinks import LoadCounters, ProgressSink
-from servingperf.model.deployments import DeploymentStatus
 from servingperf.model.specs import LoadSpec, ModelSpec, PlatformKind, ScenarioSpec, SweepSpec
 from servingperf.model.target import Target
 from servingperf.platforms.base import Instance, InstanceRequest
 from servingperf.platforms.local import emulator_settings
-from servingperf.protocols.registry import create_client
 from servingperf.results.rundir import PhaseWindow
+from servingperf.scenarios.phase_setup import bring_up, mark_failed, phase_recipe
 from servingperf.scenarios.runner import RunContext
-from servingperf.scenarios.targets import target_for
 
 PHASE_CONCURRENT = "concurrent"
 PHASE_SEQUENTIAL = "sequential"
-CLIENT_FACTORY = "servingperf.protocols.registry:create_client"
-REQUESTS_FACTORY = "servingperf.scenarios.requests:worker_request_factory"
-OPEN_LOOP_STREAMS = 64  # as single-model: open-loop request k draws from sampler k mod this
-STAGING_DIR = "staging"  # under records/: segments of a (phase, instance) before they are moved
 
 
 @dataclass(slots=True)
@@ -173,15 +165,9 @@ async def _deploy_all(
                 return None
             instances.append(instance)
             try:
-                await context.platform.wait_ready(instance, spec.platform.ready_timeout_s)
-                target = target_for(instance, model, spec.load, context.base_dir)
-                client = create_client(target)
-                try:
-                    await client.probe()
-                finally:
-                    await client.aclose()
+                target = await bring_up(context, instance)
             except (DeployError, TargetError) as exc:
-                failures.append(_deploy_failed(instance, exc))
+                failures.append(mark_failed(instance, exc))
                 return None
         return Member(model, instance, target, instance_load(spec.load, index))
 
@@ -193,16 +179,6 @@ async def _deploy_all(
         )
     members = [m for m in results if m is not None]
     return members if len(members) == len(spec.models) else None
-
-
-def _deploy_failed(instance: Instance, exc: ServingPerfError) -> str:
-    record = instance.record
-    if record.status != DeploymentStatus.FAILED.value:
-        record.status = DeploymentStatus.FAILED.value
-        record.failure_reason = str(exc)
-    message = str(exc)
-    name = instance.request.name
-    return message if message.startswith(f"{name}:") else f"{name}: {message}"
 
 
 async def _delete_all(context: RunContext, instances: list[Instance]) -> None:
@@ -283,50 +259,23 @@ async def _load(
     """One instance's load in one phase; its error breaker (if any) stops the whole run."""
     name = member.model.name
     load = member.load
-    args = {
-        "instance": name,
-        "model_id": member.model.request_model,
-        "phase": phase,
-        "dataset": context.spec.dataset.model_dump(mode="json"),
-        "load": load.model_dump(mode="json"),
-        "base_dir": str(context.base_dir),
-        "streams": OPEN_LOOP_STREAMS if is_open_loop(load) else None,
-    }
     breaker = ErrorBreaker.of(load.breaker, context.stop)
-    staging = context.run_dir.records_dir / STAGING_DIR / f"{phase}-{name}"
-    staging.mkdir(parents=True, exist_ok=True)
-    try:
-        timing = await run_phase(
-            load,
-            Recipe(member.target, CLIENT_FACTORY, REQUESTS_FACTORY, args),
-            instance=name,
-            phase=phase,
-            records_dir=staging,
-            sink=context.records,
-            progress=progress if breaker is None else breaker.watch(progress),
-            counters=LoadCounters(instance=name, phase=phase),
-            t0=context.t0,
-            stop=stop,
-            workers=workers,
-        )
-    finally:
-        adopt_segments(staging, context.run_dir.records_dir, f"{phase}-{name}")
+    timing = await run_phase(
+        load,
+        phase_recipe(context, member.model, member.target, load, phase),
+        instance=name,
+        phase=phase,
+        records_dir=context.run_dir.records_dir,
+        sink=context.records,
+        progress=progress if breaker is None else breaker.watch(progress),
+        counters=LoadCounters(instance=name, phase=phase),
+        t0=context.t0,
+        stop=stop,
+        workers=workers,
+    )
     if breaker is not None:
         breaker.raise_if_tripped()
     return timing
-
-
-def adopt_segments(staging: Path, records_dir: Path, prefix: str) -> int:
-    """Move the complete segments of ``staging`` into ``records_dir`` as ``part-<prefix>-<name>``
-    (unique per phase and instance), remove the emptied folder; the number moved."""
-    moved = 0
-    for part in sorted(staging.glob("*.parquet")):
-        part.replace(records_dir / f"part-{prefix}-{part.name.removeprefix('part-')}")
-        moved += 1
-    with contextlib.suppress(OSError):
-        staging.rmdir()
-        staging.parent.rmdir()  # only once every phase's folder is gone
-    return moved
 
 
 # --- progress ----------------------------------------------------------------------------------

@@ -1,8 +1,22 @@
 """Run a scenario end to end: create the run directory, deploy, load, and always finish cleanly.
 
 Whatever happens (success, a target failure, Ctrl-C), the records gathered so far are flushed,
-everything deployed is removed, ``run.json`` says how the run ended, and the summary and report are
-drawn from what was recorded. The scenario modules only orchestrate phases.
+everything deployed is removed, ``run.json`` says how the run ended, ``deployments.parquet`` holds
+the record of every instance the platform took into use (whatever the platform), and the summary
+and report are drawn from what was recorded. The scenario modules only orchestrate phases.
+
+*Kept* instances. A many-model scenario with ``many_model.keep_deployed`` asks to leave its
+instances deployed for the user to inspect. The runner honours that only when the run completes
+(:func:`keeps_deployed`): it then does not close the platform, and hands it back in
+:attr:`RunOutcome.kept`, whose ``close()`` removes them when the caller is done. A run that is
+interrupted (Ctrl-C, SIGTERM, cancellation) or fails removes everything all the same: an
+interruption means "stop and leave nothing behind" (a cancelled CI job is the common case, and
+nobody is there to inspect or remove what it left), and a failed run stopped on the harness's
+side, not at a state the user asked to look at; the deployment records (``failure_reason``) and
+the instances' logs keep the diagnosis. Instances that fail to start during a completed run are
+kept with the others. Local servers die with the harness process whatever is kept
+(:mod:`servingperf.platforms.local`), so on the local platform kept instances outlive the run
+only within the process that ran it.
 """
 
 from __future__ import annotations
@@ -11,13 +25,14 @@ import asyncio
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from servingperf.errors import ConfigError, ServingPerfError
 from servingperf.load.sinks import ProgressSink
+from servingperf.model.deployments import DeploymentRecord
 from servingperf.model.specs import PlatformKind, ScenarioKind, ScenarioSpec
 from servingperf.platforms.base import Platform
 from servingperf.platforms.local import LocalLimits, LocalPlatform
@@ -50,6 +65,9 @@ class RunContext:
     records: ParquetRecordWriter
     progress: ProgressSink
     stop: asyncio.Event
+    # Records of instances the platform refused (never created, so it holds no Instance for
+    # them): a scenario adds them here and the runner writes them after the platform's.
+    refused: list[DeploymentRecord] = field(default_factory=list)
 
     def add_phase(self, window: PhaseWindow) -> None:
         self.info.phases.append(window)
@@ -61,6 +79,9 @@ class RunOutcome:
     run_dir: RunDir
     info: RunInfo
     summary: dict[str, Any]
+    # The platform still holding the instances left deployed (see the module docstring); the
+    # caller owns it: ``await kept.close()`` removes them. None: nothing was kept.
+    kept: Platform | None = None
 
 
 ScenarioFn = Callable[[RunContext], Awaitable[None]]
@@ -95,6 +116,14 @@ def make_platform(
 
         return KServePlatform(spec.platform.kserve, run_id, t0, base_dir)
     raise ConfigError(f"platform kind {kind.value!r} is not available in this build")
+
+
+def keeps_deployed(spec: ScenarioSpec, status: str) -> bool:
+    """True when the run's final clean-up leaves the instances deployed: the user asked for it
+    (``many_model.keep_deployed``) and the run completed (see the module docstring for why an
+    interrupted or failed run removes everything all the same)."""
+    asked = spec.kind is ScenarioKind.MANY_MODEL and spec.many.keep_deployed
+    return asked and status == "complete"
 
 
 def scenario_function(kind: ScenarioKind) -> ScenarioFn:
@@ -145,6 +174,7 @@ async def run_scenario(
         spec, options.base_dir, run_dir, info, t0, platform, records, progress, stop
     )
     failure: ServingPerfError | None = None
+    keep = False
     try:
         await scenario(context)
         info.status = "incomplete" if stop.is_set() else "complete"
@@ -157,17 +187,14 @@ async def run_scenario(
         info.status, info.status_reason = "incomplete", "cancelled"
         raise
     finally:
+        # A stop that came after the scenario returned is an interruption too: remove.
+        keep = keeps_deployed(spec, info.status) and not stop.is_set()
         try:
-            await asyncio.shield(platform.close())
+            if not keep:
+                await asyncio.shield(platform.close())
         finally:
             records.close()
-            deployments = getattr(platform, "instances", [])
-            if deployments:
-                for instance in deployments:
-                    if instance.record.failure_reason:
-                        reason = redactor.text(instance.record.failure_reason)
-                        instance.record.failure_reason = reason
-                run_dir.write_deployments([i.record for i in deployments])
+            _write_deployments(run_dir, platform, context.refused, redactor)
             info.ended_at = utc_iso(datetime.now(UTC))
             run_dir.write_info(info)
     summary = write_summary(run_dir)
@@ -175,4 +202,20 @@ async def run_scenario(
         write_report(run_dir)
     if failure is not None:
         raise redactor.error(failure)
-    return RunOutcome(run_dir, info, summary)
+    return RunOutcome(run_dir, info, summary, kept=platform if keep else None)
+
+
+def _write_deployments(
+    run_dir: RunDir, platform: Platform, refused: list[DeploymentRecord], redactor: Redactor
+) -> None:
+    """The records of every instance the platform took into use, as they stand, then the refused
+    ones, secrets masked (an endpoint URL may carry credentials, a failure reason may quote a
+    server). Written for every run, empty when nothing was deployed, so every run directory has
+    the same files."""
+    records = [i.record for i in getattr(platform, "instances", [])] + refused
+    for record in records:
+        if record.failure_reason:
+            record.failure_reason = redactor.text(record.failure_reason)
+        if record.endpoint:
+            record.endpoint = redactor.text(record.endpoint)
+    run_dir.write_deployments(records)

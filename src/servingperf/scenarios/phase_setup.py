@@ -1,0 +1,70 @@
+"""Phase set-up shared by the scenarios that put load on instances (single-model, multi-model).
+
+Terms. *Bringing up* an instance: wait until the platform says it is ready, resolve its target
+(URL, model id, TLS, credentials) and check with one protocol probe that it answers. An instance
+that fails a step is *failed before its load*: :func:`mark_failed` notes it in its deployment
+record (status ``failed`` and the reason) and the scenario decides whether the run goes on.
+A phase's *recipe* is what the load engine needs to build the phase's client and prompt streams
+in any process, this one or a load worker: the two factories, by import name, and their JSON
+arguments (:func:`phase_recipe`).
+"""
+
+from __future__ import annotations
+
+from servingperf.errors import ServingPerfError
+from servingperf.load.engine import Recipe
+from servingperf.load.shard import is_open_loop
+from servingperf.model.deployments import DeploymentStatus
+from servingperf.model.specs import LoadSpec, ModelSpec
+from servingperf.model.target import Target
+from servingperf.platforms.base import Instance
+from servingperf.protocols.registry import create_client
+from servingperf.scenarios.runner import RunContext
+from servingperf.scenarios.targets import target_for
+
+CLIENT_FACTORY = "servingperf.protocols.registry:create_client"
+REQUESTS_FACTORY = "servingperf.scenarios.requests:worker_request_factory"
+OPEN_LOOP_STREAMS = 64  # open-loop request k draws its prompt from sampler k mod this
+
+
+async def bring_up(context: RunContext, instance: Instance) -> Target:
+    """The instance's target once it is ready and answers a probe; DeployError (never ready) or
+    TargetError (the probe failed) otherwise, its record left for :func:`mark_failed`."""
+    model = instance.request.model
+    await context.platform.wait_ready(instance, context.spec.platform.ready_timeout_s)
+    target = target_for(instance, model, context.spec.load, context.base_dir)
+    client = create_client(target)
+    try:
+        await client.probe()
+    finally:
+        await client.aclose()
+    return target
+
+
+def mark_failed(instance: Instance, exc: ServingPerfError) -> str:
+    """Note a failure before the load in the instance's deployment record (a reason the platform
+    already gave is kept); the reason for the run's message, prefixed with the instance name."""
+    record = instance.record
+    if record.status != DeploymentStatus.FAILED.value:
+        record.status = DeploymentStatus.FAILED.value
+        record.failure_reason = str(exc)
+    message = str(exc)
+    name = instance.request.name
+    return message if message.startswith(f"{name}:") else f"{name}: {message}"
+
+
+def phase_recipe(
+    context: RunContext, model: ModelSpec, target: Target, load: LoadSpec, phase: str
+) -> Recipe:
+    """The recipe of ``model``'s load ``load`` in ``phase``: names and JSON, because a load worker
+    process rebuilds the client and the prompt streams itself (neither crosses processes)."""
+    args = {
+        "instance": model.name,
+        "model_id": model.request_model,
+        "phase": phase,
+        "dataset": context.spec.dataset.model_dump(mode="json"),
+        "load": load.model_dump(mode="json"),
+        "base_dir": str(context.base_dir),
+        "streams": OPEN_LOOP_STREAMS if is_open_loop(load) else None,
+    }
+    return Recipe(target, CLIENT_FACTORY, REQUESTS_FACTORY, args)
