@@ -33,8 +33,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from servingperf.platforms.kserve_spec import KServeSpec  # noqa: E402
-
+from servingperf.model.kserve_spec import KServeSpec  # noqa: E402
 from servingperf.model.specs import ModelSpec  # noqa: E402
 from servingperf.platforms.base import InstanceRequest  # noqa: E402
 from servingperf.platforms.kserve import KServePlatform  # noqa: E402

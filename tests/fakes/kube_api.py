@@ -1,5 +1,6 @@
 """The one Kubernetes API test double, shared by every test and benchmark (never copied), plus a
-test-side fake KServe controller.
+test-side fake KServe controller and :class:`FakeIngress` (the model endpoints behind the
+status URLs: one emulator behind a Host-header router).
 
 What it is: an aiohttp server on 127.0.0.1 speaking the Kubernetes REST conventions that the
 kserve platform and its client library rely on, over real HTTP:
@@ -30,7 +31,9 @@ What it does NOT prove: no scheduling, pods, images, admission webhooks (KServe'
 webhook included: only the CRD schema is checked), RBAC authorisation, API priority and fairness,
 server-side apply, strategic merge patch, field selectors (refused with 400), pagination
 (``limit``/``continue``), the watch cache's exact sizing, etcd latency, or KServe's reconciler:
-the :class:`FakeKServeController` only moves objects through plausible statuses.
+the :class:`FakeKServeController` only moves objects through plausible statuses, and
+:class:`FakeIngress` is a Host lookup in front of one shared emulator (no TLS, no activator,
+no runtime's own model-id or path conventions).
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ import json
 import random
 import re
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -56,6 +59,7 @@ from aiohttp import web
 JsonObject = dict[str, Any]
 CRD_DIR = Path(__file__).resolve().parents[2] / "src" / "servingperf" / "platforms" / "crds"
 DEFAULT_TOKEN = "servingperf-test-token"
+MANAGED_SELECTOR = "app.kubernetes.io/managed-by=servingperf"  # every servingperf object
 
 
 # -- resource types ------------------------------------------------------------------------
@@ -628,6 +632,7 @@ class FakeKubeApiServer:
         self.watch_gate = asyncio.Event()
         self.watch_gate.set()
         self.controller: FakeKServeController | None = None
+        self.ingress: FakeIngress | None = None
         self._runner: web.AppRunner | None = None
         self.url = ""
 
@@ -798,6 +803,10 @@ class FakeKubeApiServer:
             counts = dict(self.store.counts)
             if self.controller is not None:
                 counts.update({f"controller.{k}": v for k, v in self.controller.counts.items()})
+            if self.ingress is not None:
+                counts.update(self.ingress.stats())
+            for kind in KINDS:  # what a servingperf run left behind
+                counts[f"left.{kind.kind}"] = self.store.count(kind, MANAGED_SELECTOR)
             return web.json_response(counts)
         raise ApiStatus(404, "NotFound", request.path)
 
@@ -963,10 +972,133 @@ class FakeKServeController:
         return status
 
 
+# -- the ingress gateway and the model servers behind it ---------------------------------------
+
+
+class FakeIngress:
+    """The cluster's ingress gateway with the model servers behind it, as far as a harness sees
+    them: one real emulator (:mod:`servingperf.emulator`'s OpenAI front end, every model id on one
+    shared engine, ready at once) on 127.0.0.1, behind a router on the ``Host`` header, as Istio
+    routes a Serverless InferenceService's external URL. :meth:`url_for` is the controller's
+    status.url, ``http://<name>.<namespace>.<domain>`` (Knative's default domain template); a
+    request whose Host is such a name reaches the emulator only while that InferenceService
+    exists and is Ready, otherwise it gets the 404 Istio gives for a host it has no route to.
+    ``requests`` counts the requests routed per (namespace, name), ``rejected`` the others per
+    Host. Reach it with the platform's ``endpoint.ingress_url`` set to :attr:`url`: the harness
+    connects there and sends the status URL's host as the Host header.
+
+    Costs: one dict lookup per request for the route; the model ids share one engine, so serving
+    2,000 ids costs a dict of 2,000 entries (the benchmark measures it)."""
+
+    def __init__(
+        self,
+        server: FakeKubeApiServer,
+        model_ids: tuple[str, ...],
+        *,
+        domain: str = "example.com",
+        profile: str = "instant",
+        seed: int = 0,
+    ) -> None:
+        self._store = server.store
+        self._model_ids = model_ids
+        self._profile = profile
+        self._seed = seed
+        self.domain = domain
+        self.requests: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.rejected: collections.Counter[str] = collections.Counter()
+        self.url = ""
+        self.ground_truth: list[Any] = []  # the emulator's GroundTruthRecords, once started
+        self._runner: web.AppRunner | None = None
+        self._engine: Any = None
+        server.ingress = self
+
+    def url_for(self, name: str, namespace: str) -> str:
+        return f"http://{name}.{namespace}.{self.domain}"
+
+    def route_of(self, host: str) -> tuple[str, str] | None:
+        """(namespace, name) of the Ready InferenceService that ``host`` names, else None."""
+        stem = host.rsplit(":", 1)[0].removesuffix(f".{self.domain}")
+        name, _, namespace = stem.partition(".")
+        if stem == host.rsplit(":", 1)[0] or not name or not namespace or "." in namespace:
+            return None
+        try:
+            obj = self._store.get(INFERENCE_SERVICE, namespace, name)
+        except ApiStatus:
+            return None
+        conditions = (obj.get("status") or {}).get("conditions") or []
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+        return (namespace, name) if ready else None
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "ingress.requests": sum(self.requests.values()),
+            "ingress.routes": len(self.requests),
+            "ingress.rejected": sum(self.rejected.values()),
+        }
+
+    async def start(self, port: int = 0) -> None:
+        from servingperf.emulator.engine import Engine
+        from servingperf.emulator.groundtruth import GroundTruthLog
+        from servingperf.emulator.http import OpenAIFrontEnd
+        from servingperf.emulator.profiles import resolve_profile
+
+        self._engine = Engine(resolve_profile(self._profile, {}))
+        log = GroundTruthLog()
+        self.ground_truth = log.records
+        front_end = OpenAIFrontEnd(
+            dict.fromkeys(self._model_ids, self._engine),
+            ground_truth=log,
+            load_time_s=0.0,
+            seed=self._seed,
+        )
+        app = front_end.build_app()
+        app.middlewares.append(self._route)
+        # handler_cancellation: a client that goes away frees its sequence (see the emulator).
+        self._runner = web.AppRunner(
+            app, handler_cancellation=True, access_log=None, shutdown_timeout=2.0
+        )
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", port, backlog=4096).start()
+        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+        front_end.mark_listening()
+
+    async def stop(self) -> None:
+        try:
+            if self._engine is not None:
+                await self._engine.aclose()
+        finally:
+            if self._runner is not None:
+                await self._runner.cleanup()
+                self._runner = None
+
+    async def __aenter__(self) -> FakeIngress:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @web.middleware
+    async def _route(
+        self,
+        request: web.Request,
+        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    ) -> web.StreamResponse:
+        host = request.host or ""
+        route = self.route_of(host)
+        if route is None:
+            self.rejected[host] += 1
+            return web.Response(status=404, text=f"no route to host {host!r}")
+        self.requests[route] += 1
+        return await handler(request)
+
+
 # -- run it alone (the benchmark starts it as a separate process) --------------------------
 
 
 def _announce(server: FakeKubeApiServer, args: argparse.Namespace) -> None:
+    if server.ingress is not None and args.ingress_url_file:
+        Path(args.ingress_url_file).write_text(server.ingress.url)
     if args.kubeconfig:
         server.write_kubeconfig(Path(args.kubeconfig))
     if args.port_file:
@@ -975,10 +1107,21 @@ def _announce(server: FakeKubeApiServer, args: argparse.Namespace) -> None:
 
 async def _serve(args: argparse.Namespace) -> None:
     server = FakeKubeApiServer(seed=args.seed, validate=not args.no_validate)
+    ingress = None
+    if args.ingress_url_file:
+        ingress = FakeIngress(server, tuple(args.model_id or ["flan-t5-small"]), seed=args.seed)
+    fail = dict(item.split("=", 1) for item in args.fail or [])
     FakeKServeController(
-        server, seed=args.seed, delay_s=(args.min_delay, args.max_delay), hold=args.hold
+        server,
+        seed=args.seed,
+        delay_s=(args.min_delay, args.max_delay),
+        hold=args.hold,
+        fail=fail,
+        url_for=ingress.url_for if ingress is not None else None,
     )
     await server.start(args.port)
+    if ingress is not None:
+        await ingress.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     import signal
@@ -988,7 +1131,11 @@ async def _serve(args: argparse.Namespace) -> None:
     _announce(server, args)
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), args.max_lifetime)
-    await server.stop()
+    try:
+        await server.stop()
+    finally:
+        if ingress is not None:
+            await ingress.stop()
 
 
 def main() -> None:
@@ -1003,6 +1150,12 @@ def main() -> None:
         "--hold", action="store_true", help="controller waits for /_servingperf/release"
     )
     parser.add_argument("--no-validate", action="store_true")
+    parser.add_argument(
+        "--ingress-url-file",
+        help="also serve the model endpoints (FakeIngress); write its URL here (before --port-file)",
+    )
+    parser.add_argument("--model-id", action="append", help="model id the ingress serves")
+    parser.add_argument("--fail", action="append", help="NAME=FailedToLoad|CrashLoop")
     parser.add_argument("--max-lifetime", type=float, default=900.0, help="exit after this (s)")
     asyncio.run(_serve(parser.parse_args()))
 

@@ -1,72 +1,230 @@
-"""The seed's many-model shape through the kserve platform: 12 namespaces x 17 InferenceServices
-(204) against the Kubernetes API double, deployed namespace after namespace as the seed did, with
-readiness from one cluster-wide watch. (The 2,000-instance run is benchmarks/bench_kserve_watch.py.)
+"""The many-model scenario on the kserve platform, end to end against the Kubernetes API double.
+
+What runs is the product's own path: ``servingperf run <scenario.yaml> --out DIR`` (the Typer app,
+in this thread, on its own uvloop) on ``examples/kserve-many-model.yaml`` with only the
+kubeconfig, the ingress address and the sizes changed. Beside it, in a second thread with its own
+event loop, stands the "cluster": the API double (``FakeKubeApiServer``, its clock two hours
+ahead so that API-server timestamps are told from the harness's), the fake KServe controller
+moving each InferenceService to Ready after a seeded random delay (or to ``FailedToLoad``), and
+``FakeIngress``: one real emulator on 127.0.0.1 behind a Host-header router, which the
+controller's status URLs (``http://<isvc>.<namespace>.example.com``) name. A validation query
+reaches the emulator only if the harness sent it, through ``endpoint.ingress_url``, with the Host
+of a Ready InferenceService: so the counts per route prove each instance was queried through its
+own status URL.
+
+- the seed's 12 namespaces x 17 (204) instances, and 2,000: every one deployed, ready with
+  platform timestamps, validated (records in the run directory, none failed), removed; the summary
+  has the load-time figures and a computed saturation verdict; nothing labelled is left in the
+  API; readiness came from one watch (a handful of GETs in all);
+- a run where the controller fails two instances (``FailedToLoad``): they are recorded failed with
+  KServe's reason, the others validated, the run completes.
+
+The same test runs at 2,000 instances (100 x 20, one query per round: about 11 s here); its CPU
+and memory are measured by ``benchmarks/bench_kserve_many_model.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
+import threading
+from collections.abc import Coroutine, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
+import yaml
+from typer.testing import CliRunner
 
-from servingperf.model.kserve_spec import KServeSpec
-from servingperf.model.specs import ModelSpec
-from servingperf.platforms.base import Instance, InstanceRequest
-from servingperf.platforms.kserve import KServePlatform
+from servingperf.cli import app
 from servingperf.platforms.kserve_manifests import MANAGED_SELECTOR
-from tests.fakes.kube_api import KINDS, FakeKServeController, FakeKubeApiServer
+from tests.fakes.kube_api import KINDS, FakeIngress, FakeKServeController, FakeKubeApiServer
 
-NAMESPACES = 12
-PER_NAMESPACE = 17
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "kserve-many-model.yaml"
+MODEL_ID = "flan-t5-small"
+CLOCK_OFFSET_S = 7200.0
+T = TypeVar("T")
 
-pytestmark = pytest.mark.slow
+
+@dataclass(slots=True)
+class Cluster:
+    """The API double, controller and ingress running in their own thread's event loop."""
+
+    server: FakeKubeApiServer
+    ingress: FakeIngress
+    controller: FakeKServeController
+    loop: asyncio.AbstractEventLoop
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout_s: float = 30.0) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout_s)
+
+    def leftovers(self) -> dict[str, int]:
+        """Objects with the run labels still in the API, per kind (read in the cluster's loop)."""
+
+        async def count() -> dict[str, int]:
+            return {k.kind: self.server.store.count(k, MANAGED_SELECTOR) for k in KINDS}
+
+        return self.call(count())
 
 
-async def test_204_instances_become_ready_through_one_watch(tmp_path: Path) -> None:
-    async with FakeKubeApiServer() as server:
-        FakeKServeController(server, seed=204, delay_s=(0.05, 0.6))
-        spec = KServeSpec.model_validate(
-            {
-                "kubeconfig": str(server.write_kubeconfig(tmp_path / "kubeconfig")),
-                "inference_service": {
-                    "model_format": {"name": "caikit"},
-                    "storage_uri": "s3://models/flan-t5-small",
-                    "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}},
-                },
-                "istio_sidecar": True,
-            }
+@contextmanager
+def cluster(tmp_path: Path, fail: Mapping[str, str] | None = None) -> Iterator[Cluster]:
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="cluster", daemon=True)
+    thread.start()
+
+    async def start() -> Cluster:
+        server = FakeKubeApiServer(seed=5, clock_offset_s=CLOCK_OFFSET_S)
+        ingress = FakeIngress(server, (MODEL_ID,))
+        controller = FakeKServeController(
+            server, seed=5, delay_s=(0.05, 0.6), fail=fail, url_for=ingress.url_for
         )
-        platform = KServePlatform(spec, "many-model-test", time.monotonic(), tmp_path)
-        model = ModelSpec.model_validate({"name": "flan-t5-small", "endpoint": {"url": "http://x"}})
-        instances: list[Instance] = []
+        await server.start()
+        await ingress.start()
+        return Cluster(server, ingress, controller, loop)
+
+    try:
+        world = asyncio.run_coroutine_threadsafe(start(), loop).result(30)
         try:
-            for group in range(NAMESPACES):
-                batch = await asyncio.gather(
-                    *(
-                        platform.deploy(
-                            InstanceRequest(
-                                name=f"flan-t5-small-{i}", namespace=f"ns-{group:02d}", model=model
-                            )
-                        )
-                        for i in range(PER_NAMESPACE)
-                    )
-                )
-                instances += batch
-                await asyncio.gather(*(platform.wait_ready(i, 120) for i in batch))
-            get_requests = server.store.counts["http.GET"]
+            yield world
         finally:
-            await platform.close()
-        assert len(instances) == 204
-        assert all(i.record.ready_at is not None and i.url for i in instances)
-        assert len({i.record.namespace for i in instances}) == NAMESPACES
-        assert platform.tracker_counts.ready == 204
-        stats = platform.watch_stats
-        assert stats.lists == 1  # one cluster-wide list-then-watch...
-        assert stats.watches <= 3
-        assert stats.gone == 0
-        assert stats.duplicates == 0
-        # ...and no per-object polling: the API served a handful of GETs for 204 instances.
-        assert get_requests < 10
-        assert all(server.store.count(kind, MANAGED_SELECTOR) == 0 for kind in KINDS)
+            try:
+                world.call(world.ingress.stop())
+            finally:
+                world.call(world.server.stop())
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+def scenario_file(
+    world: Cluster, folder: Path, namespaces: int, per_namespace: int, queries: int
+) -> Path:
+    """The example with the kubeconfig, the ingress address and the sizes of this test."""
+    config = yaml.safe_load(EXAMPLE.read_text())
+    kserve = config["platform"]["kserve"]
+    kserve["kubeconfig"] = str(world.server.write_kubeconfig(folder / "kubeconfig"))
+    kserve["endpoint"]["ingress_url"] = world.ingress.url
+    kserve["delete_wait_s"] = 30
+    config["platform"]["ready_timeout_s"] = 60
+    config["many_model"].update(
+        namespaces=namespaces,
+        instances_per_namespace=per_namespace,
+        queries=queries,
+        namespace_stagger_s=0,
+        namespace_concurrency=namespaces,
+    )
+    path = folder / "scenario.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def run_cli(scenario: Path, out: Path) -> None:
+    result = CliRunner().invoke(
+        app, ["run", str(scenario), "--out", str(out), "--no-store", "--no-report"]
+    )
+    assert result.exit_code == 0, (result.output, result.exception)
+
+
+def read_run(out: Path) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    from servingperf.results.rundir import RunDir
+
+    run_dir = RunDir(out)
+    return (
+        run_dir.read_summary(),
+        run_dir.read_deployments().to_pylist(),
+        run_dir.read_records().to_pylist(),
+    )
+
+
+@pytest.mark.parametrize(
+    ("namespaces", "per_namespace", "queries"),
+    [pytest.param(12, 17, 3, id="seed-12x17"), pytest.param(100, 20, 1, id="2000")],
+)
+@pytest.mark.slow  # 8 s and 12 s here
+def test_many_model_through_the_cli(
+    tmp_path: Path, namespaces: int, per_namespace: int, queries: int
+) -> None:
+    started = datetime.now(UTC)
+    with cluster(tmp_path) as world:
+        scenario = scenario_file(world, tmp_path, namespaces, per_namespace, queries)
+        run_cli(scenario, tmp_path / "run")
+        leftovers = world.leftovers()
+        api_counts = dict(world.server.store.counts)
+        routed = dict(world.ingress.requests)
+        rejected = dict(world.ingress.rejected)
+        served = {r.model for r in world.ingress.ground_truth}
+    summary, deployments, records = read_run(tmp_path / "run")
+    total = namespaces * per_namespace
+
+    # Every instance deployed, ready on the API server's clock, validated, removed.
+    assert len(deployments) == total
+    assert len({d["namespace"] for d in deployments}) == namespaces
+    width = max(2, len(str(namespaces)))
+    assert {d["namespace"] for d in deployments} == {
+        f"perf-ns-{n:0{width}d}" for n in range(1, namespaces + 1)
+    }
+    ahead = started + timedelta(seconds=CLOCK_OFFSET_S - 60)
+    for d in deployments:
+        assert d["status"] == "deleted" and d["failure_reason"] is None
+        assert d["clock_source"] == "platform"
+        assert d["created_at"] is not None and d["ready_at"] is not None
+        assert d["created_at"] > ahead  # the server's clock, not the harness's
+        assert d["ready_at"] >= d["created_at"]
+        assert d["endpoint"] == f"http://{d['instance']}.{d['namespace']}.example.com"
+        assert (d["validations_ok"], d["validations_failed"]) == (2 * queries, 0)
+
+    # Each query went through its own instance's status URL (the Host), with the scenario's id.
+    assert len(records) == total * 2 * queries
+    assert all(r["status"] == "ok" and r["model"] == MODEL_ID for r in records)
+    assert routed == {(d["namespace"], d["instance"]): 2 * queries for d in deployments}
+    assert rejected == {}
+    assert served == {MODEL_ID}
+
+    figures = summary["deployments"]
+    assert figures["clock_source"] == "platform"
+    assert figures["counts"]["ready"] == total
+    assert figures["counts"]["failed"] == 0
+    assert figures["load_time_s"] is not None and figures["sentences"]
+    assert figures["harness_load_time_s"] is not None
+    assert figures["validation"]["queries_ok"] == total * 2 * queries
+    assert figures["saturation"]["verdict"] in ("saturated", "not saturated")
+    assert leftovers == {k.kind: 0 for k in KINDS}
+    # Readiness from one cluster-wide watch, no polling: a handful of GETs (the list, the watch,
+    # the clean-up's lists) whatever the number of instances; one create per object.
+    assert api_counts["watches.opened"] == 1
+    assert api_counts["http.GET"] < 10
+    assert api_counts["http.POST"] == total + 2 * namespaces  # + Namespace and Sidecar each
+
+
+def test_instances_failed_by_the_controller_are_recorded_with_the_reason(tmp_path: Path) -> None:
+    failing = {"flan-t5-small-01-02": "FailedToLoad", "flan-t5-small-02-03": "FailedToLoad"}
+    with cluster(tmp_path, fail=failing) as world:
+        scenario = scenario_file(world, tmp_path, 2, 3, 2)
+        run_cli(scenario, tmp_path / "run")
+        leftovers = world.leftovers()
+        routed = dict(world.ingress.requests)
+    summary, deployments, records = read_run(tmp_path / "run")
+
+    by_name = {d["instance"]: d for d in deployments}
+    assert sorted(by_name) == [f"flan-t5-small-{n:02d}-{i:02d}" for n in (1, 2) for i in (1, 2, 3)]
+    for name, d in by_name.items():
+        if name in failing:
+            assert d["status"] == "failed" and d["ready_at"] is None
+            assert "FailedToLoad" in d["failure_reason"] or "404" in d["failure_reason"]
+            assert d["validations_ok"] == d["validations_failed"] == 0
+            assert d["t_deleted_s"] is not None  # removed at once
+        else:
+            assert d["status"] == "deleted" and d["validations_ok"] == 4
+    assert {(ns, name) for ns, name in routed} == {
+        (d["namespace"], n) for n, d in by_name.items() if n not in failing
+    }
+    assert len(records) == 4 * 4 and all(r["status"] == "ok" for r in records)
+    counts = summary["deployments"]["counts"]
+    assert (counts["ready"], counts["failed"]) == (4, 2)
+    assert summary["deployments"]["failure_reasons"]
+    assert leftovers == {k.kind: 0 for k in KINDS}
