@@ -82,14 +82,21 @@ async def test_gate_catches_the_slow_release_and_passes_the_same_one(tmp_path: P
         cwd=tmp_path,
     )
     assert slow.returncode == 1, slow.stdout + slow.stderr
-    verdicts = json.loads((tmp_path / "out" / "gate.json").read_text())["verdicts"]
-    by_kpi = {v["kpi"]: v for v in verdicts}
+    document = json.loads((tmp_path / "out" / "gate.json").read_text())
+    by_kpi = {v["kpi"]: v for v in document["verdicts"]}
     assert by_kpi["tpot_s"]["outcome"] == "regressed"
     assert by_kpi["tpot_s"]["relative_change"] == pytest.approx(0.3, abs=0.1)
+    # one run per release: every output says the interval holds within-run variance only
+    assert document["within_run_only"] is True
+    assert by_kpi["tpot_s"]["run_variance"] == "within_run_only"
     suite = ET.parse(tmp_path / "out" / "junit.xml").getroot()
     failed = {case.get("name") for case in suite if case.find("failure") is not None}
     assert "tpot_s.median" in failed
-    assert "regression" in (tmp_path / "out" / "gate.md").read_text()
+    flags = {p.get("name"): p.get("value") for p in suite.iter("property")}
+    assert flags["within_run_only"] == "true"
+    markdown = (tmp_path / "out" / "gate.md").read_text()
+    assert "regression" in markdown
+    assert "Within-run variance only" in markdown
 
     same = _cli(
         "gate",

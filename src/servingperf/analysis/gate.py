@@ -13,7 +13,23 @@ confidence interval of the ratio candidate statistic / reference statistic exclu
 resamples each side independently, is seeded (same input, same verdict) and runs a bounded number of
 iterations. We chose it over Mann-Whitney U because U tests a shift of the whole distribution, not
 the statistic being thresholded (a p99 gate needs an interval on the p99); the interval also shows
-a reader how sure the figure is. Verdicts:
+a reader how sure the figure is.
+
+*Runs.* A side may hold several runs (:class:`RunSamples`: the stored runs of a release). Requests
+of one run share its machine state (load, placement, a noisy neighbour), so run-to-run variance is
+real and a bootstrap of pooled requests, treating them as independent, cannot see it: same-config
+runs then look "significantly" different. A side with several runs is therefore bootstrapped
+hierarchically (:func:`servingperf.analysis.stats.bootstrap_runs`: runs drawn with replacement, then
+requests within each drawn run), its run spread widened by ``sqrt(R / (R - 1))`` to undo the
+bootstrap's known shortfall for few runs (:func:`servingperf.analysis.stats.widen_run_spread`).
+A side with one run facing a side with several *borrows* the other side's run-to-run spread (each
+replicate is scaled by a randomly drawn run deviation of the other side): run-to-run noise is a
+property of the machine and the scenario, not of the release, and without it a single candidate
+run against a multi-run reference keeps most of the false alarms. With one run per side nothing
+can estimate run-to-run variance: the interval holds within-run variance only, and the verdict
+says so (:class:`RunVariance`). Point estimates are always the statistic of all samples pooled.
+
+Verdicts:
 
 - ``regressed`` / ``improved``: large and significant, in the bad / good direction of the metric;
 - ``unchanged``: the change is below the threshold (significant or not);
@@ -42,15 +58,18 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import Field, ValidationError, field_validator
 
+from servingperf.analysis.stats import (
+    MAX_BOOTSTRAP_CELLS,
+    RunSpread,
+    bootstrap_runs,
+    pooled_statistic,
+    widen_run_spread,
+)
 from servingperf.errors import ConfigError, ExitCode
 from servingperf.model.metrics import METRICS, Better, MetricDef
 from servingperf.model.specs import Spec
 
 FloatArray = npt.NDArray[np.float64]
-
-# Upper bound on the cells of one bootstrap resampling matrix, so memory stays bounded (~32 MB)
-# whatever the sample count; iterations are computed in batches of this size.
-_MAX_BOOTSTRAP_CELLS = 4_000_000
 
 
 class Verdict(enum.StrEnum):
@@ -68,6 +87,23 @@ class Statistic(enum.StrEnum):
     P90 = "p90"
     P95 = "p95"
     P99 = "p99"
+
+
+class RunVariance(enum.StrEnum):
+    """Which variance the confidence interval holds, from the runs each side has.
+
+    ``between_runs``: both sides have several runs, each bootstrapped hierarchically.
+    ``borrowed``: one side has one run and takes the run-to-run spread of the other side's runs.
+    ``one_side``: as ``borrowed``, but the other side's spread could not be measured (a run's
+    statistic <= 0), so the single run adds within-run variance only.
+    ``within_run_only``: one run per side; run-to-run variance (machine load, a noisy neighbour)
+    is not in the interval, which is then too narrow by that much.
+    """
+
+    BETWEEN_RUNS = "between_runs"
+    BORROWED = "borrowed"
+    ONE_SIDE = "one_side"
+    WITHIN_RUN_ONLY = "within_run_only"
 
 
 def is_rate_metric(metric: MetricDef) -> bool:
@@ -211,6 +247,14 @@ class KpiVerdict:
     n_candidate: int
     reason: str
     acknowledgement: Acknowledgement | None = None
+    runs_reference: int = 1
+    runs_candidate: int = 1
+    run_variance: RunVariance = RunVariance.WITHIN_RUN_ONLY
+
+    @property
+    def within_run_only(self) -> bool:
+        """True when the interval cannot hold run-to-run variance (one run per side)."""
+        return self.run_variance is RunVariance.WITHIN_RUN_ONLY
 
     @property
     def failing(self) -> bool:
@@ -226,18 +270,61 @@ class KpiVerdict:
 
 
 @dataclass(frozen=True, slots=True)
+class RunSamples:
+    """One side's samples kept per run (the stored runs of a release), one array per run.
+
+    A plain array given as a side is one run. Runs left without a finite sample are dropped.
+    """
+
+    runs: tuple[npt.ArrayLike, ...]
+
+    @classmethod
+    def of(cls, *runs: npt.ArrayLike) -> RunSamples:
+        return cls(tuple(runs))
+
+
+Side = npt.ArrayLike | RunSamples
+
+
+@dataclass(frozen=True, slots=True)
 class KpiSamples:
     """Input of :func:`gate`: one KPI of one instance, both sides' samples."""
 
     metric: MetricDef
-    reference: npt.ArrayLike
-    candidate: npt.ArrayLike
+    reference: Side
+    candidate: Side
     instance: str = ""
 
 
 def _finite(values: npt.ArrayLike) -> FloatArray:
     array = np.asarray(values, dtype=np.float64).ravel()
     return array[np.isfinite(array)]
+
+
+def _runs(side: Side) -> list[FloatArray]:
+    """A side's runs, finite samples only, empty runs dropped."""
+    parts = side.runs if isinstance(side, RunSamples) else (side,)
+    return [run for run in (_finite(part) for part in parts) if run.size]
+
+
+def _run_variance(runs_reference: int, runs_candidate: int) -> RunVariance:
+    several = (runs_reference >= 2) + (runs_candidate >= 2)
+    if several == 2:
+        return RunVariance.BETWEEN_RUNS
+    if several == 1 and min(runs_reference, runs_candidate) == 1:
+        return RunVariance.BORROWED
+    return RunVariance.WITHIN_RUN_ONLY
+
+
+def _quantile(statistic: Statistic) -> float | None:
+    """The statistic as a quantile in [0, 1] (None for the mean)."""
+    match statistic:
+        case Statistic.MEAN:
+            return None
+        case Statistic.MEDIAN:
+            return 0.5
+        case Statistic.P90 | Statistic.P95 | Statistic.P99:
+            return int(statistic.value[1:]) / 100.0
 
 
 def _statistic(samples: FloatArray, statistic: Statistic, axis: int | None = None) -> FloatArray:
@@ -257,12 +344,71 @@ def _bootstrap(
     """``iterations`` bootstrap replicates of the statistic, in memory-bounded batches."""
     n = samples.size
     out = np.empty(iterations, dtype=np.float64)
-    batch = max(1, _MAX_BOOTSTRAP_CELLS // n)
+    batch = max(1, MAX_BOOTSTRAP_CELLS // n)
     for start in range(0, iterations, batch):
         rows = min(batch, iterations - start)
         idx = rng.integers(0, n, size=(rows, n))
         out[start : start + rows] = _statistic(samples[idx], statistic, axis=1)
     return out
+
+
+def _side_replicates(
+    own: RunSpread,
+    other: RunSpread,
+    statistic: Statistic,
+    iterations: int,
+    rng: np.random.Generator,
+) -> tuple[FloatArray, bool]:
+    """Bootstrap replicates of one side's statistic, and whether they hold run-to-run variance.
+
+    Several runs: the hierarchical bootstrap of the widened runs, rescaled so that it centres on
+    the statistic of the runs as measured (widening moves the pooled statistic slightly). One run:
+    the plain bootstrap of its requests, each replicate scaled by a run deviation of ``other``
+    drawn at random, when ``other`` has several runs (see the module docstring).
+    """
+    q = _quantile(statistic)
+    if len(own.runs) >= 2:
+        replicates = bootstrap_runs(own.runs, q, iterations, rng)
+        if own.log_deviations is not None:
+            widened = pooled_statistic(np.concatenate(own.runs), q)
+            if widened > 0:
+                replicates = replicates * (own.measured / widened)
+        return replicates, True
+    replicates = _bootstrap(own.runs[0], statistic, iterations, rng)
+    if other.log_deviations is None:
+        return replicates, False
+    drawn = other.log_deviations[rng.integers(0, other.log_deviations.size, size=iterations)]
+    return replicates * np.exp(drawn), True
+
+
+def _runs_clause(variance: RunVariance, runs_reference: int, runs_candidate: int) -> str:
+    """The sentence of a verdict's reason that says which variance its interval holds."""
+    single, several, count = (
+        ("candidate", "reference", runs_reference)
+        if runs_candidate == 1
+        else ("reference", "candidate", runs_candidate)
+    )
+    match variance:
+        case RunVariance.BETWEEN_RUNS:
+            return (
+                f"runs resampled ({runs_reference} reference, {runs_candidate} candidate):"
+                " the interval holds run-to-run variance"
+            )
+        case RunVariance.BORROWED:
+            return (
+                f"the {single}'s one run takes the run-to-run spread of the {several}'s"
+                f" {count} runs"
+            )
+        case RunVariance.ONE_SIDE:
+            return (
+                f"runs resampled on the {several} side only ({count} runs); the {single}'s"
+                " one run adds within-run variance only"
+            )
+        case RunVariance.WITHIN_RUN_ONLY:
+            return (
+                "one run per side: the interval holds within-run variance only, not"
+                " run-to-run variance; record several runs per release"
+            )
 
 
 def _fmt_pct(x: float) -> str:
@@ -271,22 +417,26 @@ def _fmt_pct(x: float) -> str:
 
 def compare_kpi(
     metric: MetricDef,
-    reference: npt.ArrayLike,
-    candidate: npt.ArrayLike,
+    reference: Side,
+    candidate: Side,
     spec: GateSpec | None = None,
     *,
     instance: str = "",
 ) -> KpiVerdict:
     """Judge one KPI: candidate samples against reference samples (see the module docstring).
 
-    Non-finite samples (e.g. TPOT of a one-token answer) are dropped; ``n_*`` count the rest.
+    Either side is an array (one run) or :class:`RunSamples` (several runs). Non-finite samples
+    (e.g. TPOT of a one-token answer) are dropped; ``n_*`` count the rest, ``runs_*`` the runs
+    left with a sample. With one run per side the result is the one of a plain bootstrap.
     Pure and deterministic: the bootstrap is seeded from ``spec.seed``.
     """
     spec = spec if spec is not None else GateSpec()
     threshold, statistic, min_samples = spec.policy(metric)
-    ref = _finite(reference)
-    cand = _finite(candidate)
+    ref_runs, cand_runs = _runs(reference), _runs(candidate)
+    ref = np.concatenate(ref_runs) if ref_runs else np.empty(0)
+    cand = np.concatenate(cand_runs) if cand_runs else np.empty(0)
     confidence = 1.0 - spec.alpha
+    variance = _run_variance(len(ref_runs), len(cand_runs))
 
     def verdict(
         v: Verdict,
@@ -316,6 +466,9 @@ def compare_kpi(
             n_reference=int(ref.size),
             n_candidate=int(cand.size),
             reason=reason,
+            runs_reference=len(ref_runs),
+            runs_candidate=len(cand_runs),
+            run_variance=variance,
         )
 
     short = [
@@ -338,8 +491,22 @@ def compare_kpi(
     rel = cand_value / ref_value - 1.0
 
     rng = np.random.default_rng(spec.seed)
-    boot_ref = _bootstrap(ref, statistic, spec.bootstrap_iterations, rng)
-    boot_cand = _bootstrap(cand, statistic, spec.bootstrap_iterations, rng)
+    if len(ref_runs) == 1 and len(cand_runs) == 1:
+        boot_ref = _bootstrap(ref, statistic, spec.bootstrap_iterations, rng)
+        boot_cand = _bootstrap(cand, statistic, spec.bootstrap_iterations, rng)
+    else:
+        q = _quantile(statistic)
+        ref_spread = widen_run_spread(ref_runs, q)
+        cand_spread = widen_run_spread(cand_runs, q)
+        iterations = spec.bootstrap_iterations
+        boot_ref, ref_between = _side_replicates(
+            ref_spread, cand_spread, statistic, iterations, rng
+        )
+        boot_cand, cand_between = _side_replicates(
+            cand_spread, ref_spread, statistic, iterations, rng
+        )
+        if variance is RunVariance.BORROWED and not (ref_between and cand_between):
+            variance = RunVariance.ONE_SIDE
     with np.errstate(divide="ignore", invalid="ignore"):
         ratios = boot_cand / boot_ref
     ratios = ratios[np.isfinite(ratios)]
@@ -366,6 +533,7 @@ def compare_kpi(
         worse = rel > 0 if metric.better is Better.LOWER else rel < 0
         v = Verdict.REGRESSED if worse else Verdict.IMPROVED
         reason = f"{change}: significant, {ci_text} excludes 1"
+    reason += f"; {_runs_clause(variance, len(ref_runs), len(cand_runs))}"
     return verdict(v, reason, ref_value=ref_value, cand_value=cand_value, rel=rel, ci=(lo, hi), p=p)
 
 

@@ -1,8 +1,11 @@
 """The regression gate over stored runs: a reference side and a candidate side, KPI by KPI.
 
 Per (instance, phase) present on both sides and per gated KPI (see :data:`GATED_KPIS`), the
-samples of every run of each side are pooled and judged by :func:`servingperf.analysis.gate.gate`
-(relative change beyond a threshold *and* a bootstrap interval excluding no change).
+samples of each side are kept per run and judged by :func:`servingperf.analysis.gate.gate`
+(relative change beyond a threshold *and* a bootstrap interval excluding no change). With several
+runs on a side, the bootstrap resamples runs and then requests within them, so the interval holds
+run-to-run variance; with one run per side it cannot, and the report says so
+(:attr:`GateReport.within_run_only`).
 """
 
 from __future__ import annotations
@@ -15,10 +18,11 @@ from servingperf.analysis.gate import (
     GateSpec,
     KpiSamples,
     KpiVerdict,
+    RunSamples,
     gate,
     gate_exit_code,
 )
-from servingperf.continuous.samples import GATED_KPIS, pooled_samples
+from servingperf.continuous.samples import GATED_KPIS, samples_by_run
 from servingperf.continuous.selection import Selection, resolve
 from servingperf.errors import ConfigError, ExitCode
 from servingperf.model.metrics import metric
@@ -37,6 +41,12 @@ class GateReport:
     @property
     def exit_code(self) -> ExitCode:
         return gate_exit_code(self.verdicts)
+
+    @property
+    def within_run_only(self) -> bool:
+        """True when some verdict's interval holds within-run variance only (one run per side):
+        run-to-run variance (machine load, a noisy neighbour) is then unseen."""
+        return any(v.within_run_only for v in self.verdicts)
 
 
 def latest_run_selection(store: Store, scenario: str | None, exclude: Sequence[str]) -> Selection:
@@ -70,12 +80,17 @@ def gate_runs(
     overlap = {r.run_id for r in reference_runs} & {r.run_id for r in candidate_runs}
     if overlap:
         raise ConfigError(f"the same run is on both sides: {', '.join(sorted(overlap))}")
-    ref = pooled_samples(reference_runs)
-    cand = pooled_samples(candidate_runs)
+    ref = samples_by_run(reference_runs)
+    cand = samples_by_run(candidate_runs)
     notes = [f"{key}: only in the reference" for key in sorted(ref.keys() - cand.keys())]
     notes += [f"{key}: only in the candidate" for key in sorted(cand.keys() - ref.keys())]
     kpis = [
-        KpiSamples(metric(name), ref[key][name], cand[key][name], instance=key)
+        KpiSamples(
+            metric(name),
+            RunSamples(tuple(ref[key][name])),
+            RunSamples(tuple(cand[key][name])),
+            instance=key,
+        )
         for key in sorted(ref.keys() & cand.keys())
         for name in GATED_KPIS
         if name in ref[key] and name in cand[key]

@@ -2,6 +2,13 @@
 
 JUnit mapping: ``regressed`` -> failure; ``inconclusive`` -> skipped (with the reason);
 ``acknowledged``, ``improved``, ``unchanged`` -> passed (the outcome and evidence in system-out).
+
+Every output says which variance the intervals hold (:func:`run_variance_note`): with one run per
+side they hold within-run variance only, and a reader must know that a "significant" change may
+then be run-to-run noise. JSON: ``within_run_only`` and ``run_variance_note`` at the top, and per
+verdict ``run_variance`` with ``runs_reference``/``runs_candidate``; Markdown: a line under the
+heading; JUnit: suite properties ``within_run_only`` and ``run_variance``, the note in the suite's
+system-out, and the run counts in every test case's evidence.
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ import math
 from typing import Any
 from xml.etree import ElementTree as ET
 
-from servingperf.analysis.gate import KpiVerdict
+from servingperf.analysis.gate import KpiVerdict, RunVariance
 from servingperf.continuous.gating import GateReport
 
 _ICONS = {
@@ -40,6 +47,39 @@ def _ci(v: KpiVerdict) -> str:
     return f"[{v.ci_low - 1:+.1%}, {v.ci_high - 1:+.1%}]"
 
 
+def _side_runs(report: GateReport) -> str:
+    return f"{len(report.reference_runs)} reference, {len(report.candidate_runs)} candidate run(s)"
+
+
+def run_variance_note(report: GateReport) -> str:
+    """One sentence saying which variance the gate's intervals hold (see the module docstring)."""
+    kinds = {v.run_variance for v in report.verdicts if v.ci_low is not None} or {
+        v.run_variance for v in report.verdicts
+    }
+    if report.within_run_only:
+        return (
+            f"Within-run variance only ({_side_runs(report)}): with one run per side the"
+            " confidence intervals see request-to-request noise but not run-to-run variance"
+            " (machine load, a noisy neighbour), so a change flagged as significant may be"
+            " run-to-run noise. Record several runs per release to gate on them."
+        )
+    if kinds == {RunVariance.BETWEEN_RUNS}:
+        return (
+            f"Runs resampled ({_side_runs(report)}): the confidence intervals hold run-to-run"
+            " variance as well as request-to-request variance."
+        )
+    if RunVariance.ONE_SIDE in kinds:
+        return (
+            f"Runs resampled on one side only ({_side_runs(report)}): the single run's own"
+            " run-to-run variance could not be estimated for some KPIs (a run's statistic <= 0)."
+        )
+    return (
+        f"Runs resampled ({_side_runs(report)}): the side with one run takes the run-to-run"
+        " spread of the other side's runs, assuming run-to-run noise is the machine's, not the"
+        " release's."
+    )
+
+
 def verdict_json(v: KpiVerdict) -> dict[str, Any]:
     return {
         "kpi": v.kpi,
@@ -58,6 +98,9 @@ def verdict_json(v: KpiVerdict) -> dict[str, Any]:
         "threshold": v.threshold,
         "n_reference": v.n_reference,
         "n_candidate": v.n_candidate,
+        "runs_reference": v.runs_reference,
+        "runs_candidate": v.runs_candidate,
+        "run_variance": v.run_variance.value,
         "reason": v.reason,
         "acknowledged_because": v.acknowledgement.reason if v.acknowledgement else None,
     }
@@ -71,6 +114,8 @@ def report_json(report: GateReport) -> dict[str, Any]:
         "candidate_runs": [r.run_id for r in report.candidate_runs],
         "exit_code": int(report.exit_code),
         "failing": sum(v.failing for v in report.verdicts),
+        "within_run_only": report.within_run_only,
+        "run_variance_note": run_variance_note(report),
         "verdicts": [verdict_json(v) for v in report.verdicts],
         "notes": report.notes,
     }
@@ -85,6 +130,8 @@ def report_markdown(report: GateReport) -> str:
         f"Candidate **{report.candidate.text}** ({len(report.candidate_runs)} run(s)) against"
         f" reference **{report.reference.text}** ({len(report.reference_runs)} run(s)).",
         "A change counts when it exceeds the threshold and its confidence interval excludes 0.",
+        "",
+        ("⚠️ " if report.within_run_only else "") + run_variance_note(report),
         "",
         "| instance | KPI | statistic | reference | candidate | change | CI of change | outcome |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
@@ -109,6 +156,15 @@ def report_junit(report: GateReport) -> str:
         failures=str(sum(v.failing for v in report.verdicts)),
         skipped=str(sum(v.outcome == "inconclusive" for v in report.verdicts)),
     )
+    properties = ET.SubElement(suite, "properties")
+    kinds = sorted({v.run_variance.value for v in report.verdicts})
+    for name, value in (
+        ("within_run_only", str(report.within_run_only).lower()),
+        ("run_variance", ",".join(kinds)),
+        ("reference_runs", str(len(report.reference_runs))),
+        ("candidate_runs", str(len(report.candidate_runs))),
+    ):
+        ET.SubElement(properties, "property", name=name, value=value)
     for v in report.verdicts:
         case = ET.SubElement(
             suite, "testcase", classname=f"servingperf.{v.instance}", name=f"{v.kpi}.{v.statistic}"
@@ -116,7 +172,9 @@ def report_junit(report: GateReport) -> str:
         evidence = (
             f"{v.outcome}: reference {_num(v.reference_value, v.unit)}, candidate"
             f" {_num(v.candidate_value, v.unit)}, change {_pct(v.relative_change)},"
-            f" CI {_ci(v)}, threshold {v.threshold:.0%}; {v.reason}"
+            f" CI {_ci(v)}, threshold {v.threshold:.0%},"
+            f" runs {v.runs_reference} reference / {v.runs_candidate} candidate"
+            f" ({v.run_variance.value}); {v.reason}"
         )
         if v.failing:
             ET.SubElement(case, "failure", message=evidence, type="regression")
@@ -124,6 +182,7 @@ def report_junit(report: GateReport) -> str:
             ET.SubElement(case, "skipped", message=evidence)
         else:
             ET.SubElement(case, "system-out").text = evidence
+    ET.SubElement(suite, "system-out").text = run_variance_note(report)
     return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
 
 

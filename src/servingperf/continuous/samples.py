@@ -1,8 +1,10 @@
 """Per-request samples of stored runs, read back from their run directories, for the gate.
 
-Distribution KPIs pool the per-request values of the measured requests of every run of a side;
-rate KPIs take the rates of 10 equal sub-windows of each run's measurement window
-(:func:`servingperf.analysis.gate.windowed_rates`).
+Distribution KPIs take the per-request values of a run's measured requests; rate KPIs the rates
+of 10 equal sub-windows of its measurement window (:func:`servingperf.analysis.gate.windowed_rates`).
+A side of the gate keeps them per run (:func:`samples_by_run`), not pooled: the gate resamples
+runs as well as requests, so that run-to-run variance enters its interval. The store needs no
+run column for that: each stored run points to its own run directory, read one at a time.
 """
 
 from __future__ import annotations
@@ -60,13 +62,18 @@ def run_samples(run: StoredRun) -> Samples:
     return out
 
 
-def pooled_samples(runs: list[StoredRun]) -> Samples:
-    pooled: dict[str, dict[str, list[FloatArray]]] = defaultdict(lambda: defaultdict(list))
+SamplesByRun = dict[str, dict[str, list[FloatArray]]]  # window key -> KPI -> one array per run
+
+
+def samples_by_run(runs: list[StoredRun]) -> SamplesByRun:
+    """Every run's samples, per window key and KPI, in the order of ``runs``.
+
+    A run without a window (an instance it did not serve) contributes nothing to that key, so the
+    list of a key holds only the runs that measured it.
+    """
+    grouped: SamplesByRun = defaultdict(lambda: defaultdict(list))
     for run in runs:
         for key, per_kpi in run_samples(run).items():
             for name, values in per_kpi.items():
-                pooled[key][name].append(values)
-    return {
-        key: {name: np.concatenate(parts) for name, parts in per_kpi.items()}
-        for key, per_kpi in pooled.items()
-    }
+                grouped[key][name].append(values)
+    return {key: dict(per_kpi) for key, per_kpi in grouped.items()}
