@@ -35,13 +35,13 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
-
-from pydantic import ValidationError
+from typing import TYPE_CHECKING, Any
 
 from servingperf.emulator.groundtruth import GroundTruthRecord
 from servingperf.errors import ConfigError
-from servingperf.model.specs import FaultSpec
+
+if TYPE_CHECKING:  # pydantic and the spec models load only where a FaultSpec is built (memory)
+    from servingperf.model.specs import FaultSpec
 
 FAILED_START_EXIT_CODE = 3
 CRASH_EXIT_CODE = 70  # EX_SOFTWARE
@@ -303,7 +303,10 @@ def corrupt_body(kind: FaultKind, body: bytes) -> bytes:
 
 def fault_spec_from_pairs(pairs: Iterable[str]) -> FaultSpec | None:
     """A :class:`FaultSpec` from ``KEY=VALUE`` strings (``stall_p=0.1``, ``error_status.503=0.05``),
-    or None when there are none. ConfigError naming the option when one is wrong."""
+    or None when there are none. ConfigError naming the option when one is wrong.
+
+    pydantic is imported only when there are pairs: an emulator process injecting no fault never
+    loads it (docs/emulator.md, Memory)."""
     data: dict[str, Any] = {}
     for item in pairs:
         key, sep, value = item.partition("=")
@@ -322,6 +325,10 @@ def fault_spec_from_pairs(pairs: Iterable[str]) -> FaultSpec | None:
             data[name] = None if value.lower() in ("none", "null", "") else value
     if not data:
         return None
+    from pydantic import ValidationError
+
+    from servingperf.model.specs import FaultSpec
+
     try:
         return FaultSpec.model_validate(data)
     except ValidationError as exc:
@@ -337,8 +344,8 @@ def fault_args(spec: FaultSpec | None) -> list[str]:
     if spec is None:
         return []
     args: list[str] = []
-    defaults = FaultSpec()
-    for name in FaultSpec.model_fields:
+    defaults = type(spec)()
+    for name in type(spec).model_fields:
         value = getattr(spec, name)
         if value == getattr(defaults, name):
             continue

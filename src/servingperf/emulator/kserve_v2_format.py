@@ -15,7 +15,8 @@ streamed event (``num_output_tokens`` per event is that event's tokens, as in vL
 A *generation ask* is a parsed request of any of these forms. Malformed requests raise
 :class:`BadRequest`, whose message names the field. gRPC responses carry their outputs as raw
 little-endian bytes (``raw_output_contents``), as Triton does; requests are read from either
-``contents`` or ``raw_input_contents``.
+``contents`` or ``raw_input_contents``. The protobuf messages are imported by the functions that
+build them, so a process serving only REST never loads protobuf (docs/emulator.md, Memory).
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ import json
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from servingperf.emulator.grpc_context import LengthAsk
-from servingperf.protocols._generated import grpc_predict_v2_pb2 as pb
+
+if TYPE_CHECKING:  # protobuf loads with the gRPC front end only: the REST forms are plain JSON
+    from servingperf.protocols._generated import grpc_predict_v2_pb2 as pb
 
 TEXT_INPUT = "text_input"
 MODEL_VERSION = "1"
@@ -306,6 +309,8 @@ def infer_response_pb(
     model: str, request_id: str, ask: GenerationAsk, answer: GenerationAnswer
 ) -> pb.ModelInferResponse:
     """The response with raw little-endian outputs (one raw entry per output, in order)."""
+    from servingperf.protocols._generated import grpc_predict_v2_pb2 as pb
+
     response = pb.ModelInferResponse(model_name=model, model_version=MODEL_VERSION, id=request_id)
     for name, value in _outputs_json(ask, answer).items():
         if isinstance(value, str):
@@ -319,6 +324,8 @@ def infer_response_pb(
 
 
 def model_metadata_pb(model: str) -> pb.ModelMetadataResponse:
+    from servingperf.protocols._generated import grpc_predict_v2_pb2 as pb
+
     meta = model_metadata(model)
     tensor = pb.ModelMetadataResponse.TensorMetadata
     return pb.ModelMetadataResponse(

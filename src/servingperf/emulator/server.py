@@ -4,7 +4,9 @@
 *Options* (:class:`ServeOptions`) are resolved and validated before anything binds, and every bad
 value is a ``ConfigError``. Once listening, the bound port is written to ``port_file`` atomically
 (a temporary file renamed over it), so a harness polling for the file never reads half a number;
-the load-time countdown starts at the same moment. :func:`serve` prints one line
+the load-time countdown starts at the same moment. Modules a configuration does not use are not
+imported: grpc and protobuf only with ``grpc_port``, pydantic only with ``faults`` (one process
+per model instance: docs/emulator.md, Memory). :func:`serve` prints one line
 ``servingperf-emulator listening on http://HOST:PORT profile=P load_time_s=T``, exits 0 on SIGTERM
 or SIGINT, and on Linux asks the kernel to send it SIGTERM when its parent dies
 (``PR_SET_PDEATHSIG``), so that no emulator outlives a killed harness.
@@ -25,20 +27,23 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import grpc
 from aiohttp import web
 
 from servingperf.emulator.engine import Engine
 from servingperf.emulator.faults import FaultInjector, Terminate
 from servingperf.emulator.groundtruth import GroundTruthLog, GroundTruthRecord
 from servingperf.emulator.grpc_context import ServingContext
-from servingperf.emulator.grpc_server import start_grpc_server
 from servingperf.emulator.http import OpenAIFrontEnd
 from servingperf.emulator.kserve_v2_rest import KServeV2RestFrontEnd
 from servingperf.emulator.profiles import Profile, draw_load_time_s, resolve_profile
 from servingperf.errors import ConfigError
-from servingperf.model.specs import FaultSpec
+
+if TYPE_CHECKING:  # grpc and pydantic load only when a gRPC port or a fault is asked for (memory)
+    import grpc
+
+    from servingperf.model.specs import FaultSpec
 
 # Handlers still running this long after shutdown began are cancelled.
 _SHUTDOWN_TIMEOUT_S = 5.0
@@ -209,6 +214,9 @@ async def start_server(options: ServeOptions, terminate: Terminate | None = None
             raise ConfigError(f"cannot listen on {options.host}:{options.port}: {exc}") from exc
         port = int(runner.addresses[0][1])
         if options.grpc_port is not None:
+            # Imported here: grpc and protobuf cost an HTTP-only process ~15 MiB it never uses.
+            from servingperf.emulator.grpc_server import start_grpc_server
+
             grpc_server, grpc_port = await start_grpc_server(
                 context, host=options.host, port=options.grpc_port
             )
