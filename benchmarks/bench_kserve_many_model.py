@@ -89,8 +89,6 @@ def start_cluster(folder: Path, args: argparse.Namespace) -> tuple[subprocess.Po
             str(folder / "kubeconfig"),
             "--ingress-url-file",
             str(folder / "ingress"),
-            "--model-id",
-            "flan-t5-small",
             "--min-delay",
             str(args.min_delay),
             "--max-delay",

@@ -32,8 +32,8 @@ webhook included: only the CRD schema is checked), RBAC authorisation, API prior
 server-side apply, strategic merge patch, field selectors (refused with 400), pagination
 (``limit``/``continue``), the watch cache's exact sizing, etcd latency, or KServe's reconciler:
 the :class:`FakeKServeController` only moves objects through plausible statuses, and
-:class:`FakeIngress` is a Host lookup in front of one shared emulator (no TLS, no activator,
-no runtime's own model-id or path conventions).
+:class:`FakeIngress` is a Host lookup in front of emulator front ends on one shared engine (no
+TLS, no activator; of the runtimes' conventions only the served model id and an API path).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ import json
 import random
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -975,32 +975,65 @@ class FakeKServeController:
 # -- the ingress gateway and the model servers behind it ---------------------------------------
 
 
+def served_model_ids(obj: Mapping[str, Any]) -> tuple[str, ...]:
+    """The model ids a vLLM runtime serves for an InferenceService: its template passes
+    ``--served-model-name={{.Name}}`` (OpenShift AI's; KServe's Hugging Face runtime passes
+    ``--model_name={{.Name}}``) before the InferenceService's own ``args``, and the last
+    ``--served-model-name`` wins (``=NAME`` or ``NAME [NAME ...]``); so: the names of the last
+    such flag in ``spec.predictor.model.args``, else the InferenceService's name."""
+    model = ((obj.get("spec") or {}).get("predictor") or {}).get("model") or {}
+    args = [str(a) for a in model.get("args") or []]
+    ids: tuple[str, ...] = (str(obj["metadata"]["name"]),)
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        index += 1
+        if arg.startswith("--served-model-name="):
+            ids = (arg.partition("=")[2],)
+        elif arg == "--served-model-name":
+            names = []
+            while index < len(args) and not args[index].startswith("-"):
+                names.append(args[index])
+                index += 1
+            ids = tuple(names) or ids
+    return ids
+
+
 class FakeIngress:
     """The cluster's ingress gateway with the model servers behind it, as far as a harness sees
-    them: one real emulator (:mod:`servingperf.emulator`'s OpenAI front end, every model id on one
-    shared engine, ready at once) on 127.0.0.1, behind a router on the ``Host`` header, as Istio
-    routes a Serverless InferenceService's external URL. :meth:`url_for` is the controller's
-    status.url, ``http://<name>.<namespace>.<domain>`` (Knative's default domain template); a
-    request whose Host is such a name reaches the emulator only while that InferenceService
-    exists and is Ready, otherwise it gets the 404 Istio gives for a host it has no route to.
-    ``requests`` counts the requests routed per (namespace, name), ``rejected`` the others per
-    Host. Reach it with the platform's ``endpoint.ingress_url`` set to :attr:`url`: the harness
-    connects there and sends the status URL's host as the Host header.
+    them: emulator OpenAI front ends (:mod:`servingperf.emulator`, ready at once) on 127.0.0.1,
+    all on one shared engine, behind a router on the ``Host`` header, as Istio routes a
+    Serverless InferenceService's external URL. :meth:`url_for` is the controller's status.url,
+    ``http://<name>.<namespace>.<domain>`` (Knative's default domain template). A request whose
+    Host is such a name reaches a front end only while that InferenceService exists and is Ready,
+    otherwise it gets the 404 Istio gives for a host it has no route to. ``requests`` counts the
+    requests routed per (namespace, name), ``rejected`` the others per Host. Reach it with the
+    platform's ``endpoint.ingress_url`` set to :attr:`url`: the harness connects there and sends
+    the status URL's host as the Host header.
 
-    Costs: one dict lookup per request for the route; the model ids share one engine, so serving
-    2,000 ids costs a dict of 2,000 entries (the benchmark measures it)."""
+    Runtime conventions modelled: each InferenceService serves the model ids its vLLM runtime
+    would give it (:func:`served_model_ids`: its own name unless its ``args`` pin another), and
+    only those (``/v1/models`` lists them; another id gets the emulator's 404 "does not exist");
+    with ``path`` (e.g. ``/openai``, as KServe's Hugging Face runtime) the OpenAI API is served
+    below that path only, which the status URL does not say.
+
+    Costs: one dict lookup per request for the route; one front end (an aiohttp router, about
+    6 KB) per distinct served id set, made at its first request, all on the one engine: 2,000
+    InferenceServices under their own names cost about 12 MB."""
 
     def __init__(
         self,
         server: FakeKubeApiServer,
-        model_ids: tuple[str, ...],
         *,
+        path: str = "",
         domain: str = "example.com",
         profile: str = "instant",
         seed: int = 0,
     ) -> None:
+        if path and (not path.startswith("/") or path.endswith("/")):
+            raise ValueError(f"path {path!r}: give it as /a/b (or empty)")
         self._store = server.store
-        self._model_ids = model_ids
+        self._path = path
         self._profile = profile
         self._seed = seed
         self.domain = domain
@@ -1010,6 +1043,8 @@ class FakeIngress:
         self.ground_truth: list[Any] = []  # the emulator's GroundTruthRecords, once started
         self._runner: web.AppRunner | None = None
         self._engine: Any = None
+        self._log: Any = None
+        self._front_ends: dict[tuple[str, ...], web.Application] = {}
         server.ingress = self
 
     def url_for(self, name: str, namespace: str) -> str:
@@ -1017,6 +1052,13 @@ class FakeIngress:
 
     def route_of(self, host: str) -> tuple[str, str] | None:
         """(namespace, name) of the Ready InferenceService that ``host`` names, else None."""
+        found = self._ready_object(host)
+        if found is None:
+            return None
+        meta = found["metadata"]
+        return (str(meta["namespace"]), str(meta["name"]))
+
+    def _ready_object(self, host: str) -> JsonObject | None:
         stem = host.rsplit(":", 1)[0].removesuffix(f".{self.domain}")
         name, _, namespace = stem.partition(".")
         if stem == host.rsplit(":", 1)[0] or not name or not namespace or "." in namespace:
@@ -1027,32 +1069,27 @@ class FakeIngress:
             return None
         conditions = (obj.get("status") or {}).get("conditions") or []
         ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
-        return (namespace, name) if ready else None
+        return obj if ready else None
 
     def stats(self) -> dict[str, int]:
         return {
             "ingress.requests": sum(self.requests.values()),
             "ingress.routes": len(self.requests),
             "ingress.rejected": sum(self.rejected.values()),
+            "ingress.front_ends": len(self._front_ends),
         }
 
     async def start(self, port: int = 0) -> None:
         from servingperf.emulator.engine import Engine
         from servingperf.emulator.groundtruth import GroundTruthLog
-        from servingperf.emulator.http import OpenAIFrontEnd
+        from servingperf.emulator.http import MAX_BODY_BYTES
         from servingperf.emulator.profiles import resolve_profile
 
         self._engine = Engine(resolve_profile(self._profile, {}))
-        log = GroundTruthLog()
-        self.ground_truth = log.records
-        front_end = OpenAIFrontEnd(
-            dict.fromkeys(self._model_ids, self._engine),
-            ground_truth=log,
-            load_time_s=0.0,
-            seed=self._seed,
-        )
-        app = front_end.build_app()
-        app.middlewares.append(self._route)
+        self._log = GroundTruthLog()
+        self.ground_truth = self._log.records
+        app = web.Application(client_max_size=MAX_BODY_BYTES)
+        app.router.add_route("*", "/{tail:.*}", self._dispatch)
         # handler_cancellation: a client that goes away frees its sequence (see the emulator).
         self._runner = web.AppRunner(
             app, handler_cancellation=True, access_log=None, shutdown_timeout=2.0
@@ -1060,7 +1097,6 @@ class FakeIngress:
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", port, backlog=4096).start()
         self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
-        front_end.mark_listening()
 
     async def stop(self) -> None:
         try:
@@ -1078,19 +1114,41 @@ class FakeIngress:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    @web.middleware
-    async def _route(
-        self,
-        request: web.Request,
-        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
-    ) -> web.StreamResponse:
+    def _front_end(self, model_ids: tuple[str, ...]) -> web.Application:
+        """The (never started) app of a front end serving ``model_ids`` on the shared engine:
+        only its router is used, to find the handler of a request."""
+        app = self._front_ends.get(model_ids)
+        if app is None:
+            from servingperf.emulator.http import OpenAIFrontEnd
+
+            front_end = OpenAIFrontEnd(
+                dict.fromkeys(model_ids, self._engine),
+                ground_truth=self._log,
+                load_time_s=0.0,
+                seed=self._seed,
+            )
+            front_end.mark_listening()
+            app = self._front_ends[model_ids] = front_end.build_app()
+        return app
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         host = request.host or ""
-        route = self.route_of(host)
-        if route is None:
+        obj = self._ready_object(host)
+        if obj is None:
             self.rejected[host] += 1
             return web.Response(status=404, text=f"no route to host {host!r}")
-        self.requests[route] += 1
-        return await handler(request)
+        meta = obj["metadata"]
+        self.requests[(str(meta["namespace"]), str(meta["name"]))] += 1
+        path = request.rel_url.path
+        if self._path:  # the runtime serves its API below this path only
+            if not path.startswith(f"{self._path}/"):
+                return web.Response(status=404, text=f"{path}: not found")
+            path = path.removeprefix(self._path)
+        inner = request.clone(rel_url=request.rel_url.with_path(path))
+        match = await self._front_end(served_model_ids(obj)).router.resolve(inner)
+        if match.http_exception is not None:
+            return web.Response(status=match.http_exception.status, text=f"{path}: not served")
+        return await match.handler(inner)
 
 
 # -- run it alone (the benchmark starts it as a separate process) --------------------------
@@ -1109,7 +1167,7 @@ async def _serve(args: argparse.Namespace) -> None:
     server = FakeKubeApiServer(seed=args.seed, validate=not args.no_validate)
     ingress = None
     if args.ingress_url_file:
-        ingress = FakeIngress(server, tuple(args.model_id or ["flan-t5-small"]), seed=args.seed)
+        ingress = FakeIngress(server, path=args.ingress_path, seed=args.seed)
     fail = dict(item.split("=", 1) for item in args.fail or [])
     FakeKServeController(
         server,
@@ -1154,7 +1212,9 @@ def main() -> None:
         "--ingress-url-file",
         help="also serve the model endpoints (FakeIngress); write its URL here (before --port-file)",
     )
-    parser.add_argument("--model-id", action="append", help="model id the ingress serves")
+    parser.add_argument(
+        "--ingress-path", default="", help="serve the OpenAI API below this path, e.g. /openai"
+    )
     parser.add_argument("--fail", action="append", help="NAME=FailedToLoad|CrashLoop")
     parser.add_argument("--max-lifetime", type=float, default=900.0, help="exit after this (s)")
     asyncio.run(_serve(parser.parse_args()))

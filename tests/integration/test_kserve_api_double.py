@@ -1,7 +1,8 @@
 """The Kubernetes API double behaves as the real API server does where our client relies on it
 (the gaps found in kmock 0.8 included): 201 on create, server-set metadata, watch=True, trailing
 slashes, list kinds, PUT and merge patch, label selectors, watches from a resourceVersion, 410
-after compaction, bearer-token authentication, CRD schema validation."""
+after compaction, bearer-token authentication, CRD schema validation; and the model ids the fake
+ingress serves per InferenceService, as a vLLM runtime would."""
 
 from __future__ import annotations
 
@@ -13,7 +14,12 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.fakes.kube_api import DEFAULT_TOKEN, FakeKubeApiServer, parse_selector
+from tests.fakes.kube_api import (
+    DEFAULT_TOKEN,
+    FakeKubeApiServer,
+    parse_selector,
+    served_model_ids,
+)
 
 ISVCS = "/apis/serving.kserve.io/v1beta1/namespaces/{ns}/inferenceservices"
 AUTH = {"Authorization": f"Bearer {DEFAULT_TOKEN}"}
@@ -201,3 +207,22 @@ async def test_deleting_a_namespace_deletes_its_contents(double: Any) -> None:
     status, _ = await call(session, "GET", "/api/v1/namespaces/ns")
     assert status == 404
     assert server.store.counts["http.POST"] == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "ids"),
+    [
+        (None, ("m",)),
+        (["--max-model-len=512"], ("m",)),
+        (["--served-model-name=flan"], ("flan",)),
+        (["--served-model-name", "a", "b", "--dtype=half"], ("a", "b")),
+        (["--served-model-name=a", "--served-model-name=b"], ("b",)),
+    ],
+)
+def test_the_ingress_serves_the_name_a_vllm_runtime_would(
+    args: list[str] | None, ids: tuple[str, ...]
+) -> None:
+    obj = isvc("m")
+    if args is not None:
+        obj["spec"]["predictor"]["model"]["args"] = args
+    assert served_model_ids(obj) == ids

@@ -6,18 +6,22 @@ kubeconfig, the ingress address and the sizes changed. Beside it, in a second th
 event loop, stands the "cluster": the API double (``FakeKubeApiServer``, its clock two hours
 ahead so that API-server timestamps are told from the harness's), the fake KServe controller
 moving each InferenceService to Ready after a seeded random delay (or to ``FailedToLoad``), and
-``FakeIngress``: one real emulator on 127.0.0.1 behind a Host-header router, which the
+``FakeIngress``: emulator front ends on 127.0.0.1 behind a Host-header router, which the
 controller's status URLs (``http://<isvc>.<namespace>.example.com``) name. A validation query
 reaches the emulator only if the harness sent it, through ``endpoint.ingress_url``, with the Host
 of a Ready InferenceService: so the counts per route prove each instance was queried through its
-own status URL.
+own status URL. Each InferenceService serves the id a vLLM runtime gives it (its name, unless
+its args pin another), and an id it does not serve is refused: so ok records prove the id too.
 
-- the seed's 12 namespaces x 17 (204) instances, and 2,000: every one deployed, ready with
-  platform timestamps, validated (records in the run directory, none failed), removed; the summary
-  has the load-time figures and a computed saturation verdict; nothing labelled is left in the
-  API; readiness came from one watch (a handful of GETs in all);
-- a run where the controller fails two instances (``FailedToLoad``): they are recorded failed with
-  KServe's reason, the others validated, the run completes.
+- the seed's 12 namespaces x 17 (204) instances, and 2,000, as the example has it
+  (``served_model: isvc-name``): every one deployed, ready with platform timestamps, validated
+  under its own name (records in the run directory, none failed), removed; the summary has the
+  load-time figures and a computed saturation verdict; nothing labelled is left in the API;
+  readiness came from one watch (a handful of GETs in all);
+- a run where the controller fails two instances (``FailedToLoad``), with the other model-id
+  and path settings (``served_model: scenario``, the runtime's served name pinned by ``args``;
+  the API under ``/openai/v1`` as KServe's Hugging Face runtime serves it, ``endpoint.path``):
+  they are recorded failed with KServe's reason, the others validated, the run completes.
 
 The same test runs at 2,000 instances (100 x 20, one query per round: about 11 s here); its CPU
 and memory are measured by ``benchmarks/bench_kserve_many_model.py``.
@@ -71,14 +75,16 @@ class Cluster:
 
 
 @contextmanager
-def cluster(tmp_path: Path, fail: Mapping[str, str] | None = None) -> Iterator[Cluster]:
+def cluster(
+    tmp_path: Path, fail: Mapping[str, str] | None = None, path: str = ""
+) -> Iterator[Cluster]:
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="cluster", daemon=True)
     thread.start()
 
     async def start() -> Cluster:
         server = FakeKubeApiServer(seed=5, clock_offset_s=CLOCK_OFFSET_S)
-        ingress = FakeIngress(server, (MODEL_ID,))
+        ingress = FakeIngress(server, path=path)
         controller = FakeKServeController(
             server, seed=5, delay_s=(0.05, 0.6), fail=fail, url_for=ingress.url_for
         )
@@ -102,11 +108,19 @@ def cluster(tmp_path: Path, fail: Mapping[str, str] | None = None) -> Iterator[C
 
 
 def scenario_file(
-    world: Cluster, folder: Path, namespaces: int, per_namespace: int, queries: int
+    world: Cluster,
+    folder: Path,
+    namespaces: int,
+    per_namespace: int,
+    queries: int,
+    **kserve_changes: Any,
 ) -> Path:
-    """The example with the kubeconfig, the ingress address and the sizes of this test."""
+    """The example with the kubeconfig, the ingress address and the sizes of this test (and any
+    ``platform.kserve`` changes: one level deep, merged)."""
     config = yaml.safe_load(EXAMPLE.read_text())
     kserve = config["platform"]["kserve"]
+    for key, value in kserve_changes.items():
+        kserve[key] = {**kserve[key], **value} if isinstance(value, dict) else value
     kserve["kubeconfig"] = str(world.server.write_kubeconfig(folder / "kubeconfig"))
     kserve["endpoint"]["ingress_url"] = world.ingress.url
     kserve["delete_wait_s"] = 30
@@ -178,12 +192,14 @@ def test_many_model_through_the_cli(
         assert d["endpoint"] == f"http://{d['instance']}.{d['namespace']}.example.com"
         assert (d["validations_ok"], d["validations_failed"]) == (2 * queries, 0)
 
-    # Each query went through its own instance's status URL (the Host), with the scenario's id.
+    # Each query went through its own instance's status URL (the Host), under its own name (the
+    # id its runtime serves: another would have been refused).
     assert len(records) == total * 2 * queries
-    assert all(r["status"] == "ok" and r["model"] == MODEL_ID for r in records)
+    assert all(r["status"] == "ok" and r["model"] == r["instance"] for r in records)
+    assert {d["model"] for d in deployments} == {d["instance"] for d in deployments}
     assert routed == {(d["namespace"], d["instance"]): 2 * queries for d in deployments}
     assert rejected == {}
-    assert served == {MODEL_ID}
+    assert served == {d["instance"] for d in deployments}
 
     figures = summary["deployments"]
     assert figures["clock_source"] == "platform"
@@ -203,11 +219,20 @@ def test_many_model_through_the_cli(
 
 def test_instances_failed_by_the_controller_are_recorded_with_the_reason(tmp_path: Path) -> None:
     failing = {"flan-t5-small-01-02": "FailedToLoad", "flan-t5-small-02-03": "FailedToLoad"}
-    with cluster(tmp_path, fail=failing) as world:
-        scenario = scenario_file(world, tmp_path, 2, 3, 2)
+    with cluster(tmp_path, fail=failing, path="/openai") as world:
+        scenario = scenario_file(
+            world,
+            tmp_path,
+            2,
+            3,
+            2,
+            inference_service={"args": [f"--served-model-name={MODEL_ID}"]},
+            endpoint={"served_model": "scenario", "path": "/openai/v1"},
+        )
         run_cli(scenario, tmp_path / "run")
         leftovers = world.leftovers()
         routed = dict(world.ingress.requests)
+        served = {r.model for r in world.ingress.ground_truth}
     summary, deployments, records = read_run(tmp_path / "run")
 
     by_name = {d["instance"]: d for d in deployments}
@@ -220,10 +245,13 @@ def test_instances_failed_by_the_controller_are_recorded_with_the_reason(tmp_pat
             assert d["t_deleted_s"] is not None  # removed at once
         else:
             assert d["status"] == "deleted" and d["validations_ok"] == 4
+            assert d["endpoint"] == f"http://{name}.{d['namespace']}.example.com/openai/v1"
     assert {(ns, name) for ns, name in routed} == {
         (d["namespace"], n) for n, d in by_name.items() if n not in failing
     }
-    assert len(records) == 4 * 4 and all(r["status"] == "ok" for r in records)
+    assert len(records) == 4 * 4
+    assert all(r["status"] == "ok" and r["model"] == MODEL_ID for r in records)
+    assert served == {MODEL_ID}  # the scenario's id, below the path, on every instance
     counts = summary["deployments"]["counts"]
     assert (counts["ready"], counts["failed"]) == (4, 2)
     assert summary["deployments"]["failure_reasons"]

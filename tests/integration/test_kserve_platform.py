@@ -1,18 +1,23 @@
 """The kserve platform over real HTTP (kubernetes_asyncio, a kubeconfig written by the test)
 against the Kubernetes API double and its fake KServe controller: deploy, ready, delete; failures
 with reasons while others go on; watch expiry (410 Gone) without a missed or doubled readiness;
-nothing left after an interruption; clean-up of a dead run by label."""
+nothing left after an interruption; clean-up of a dead run by label; a released platform (kept
+instances) leaves its objects and no open session, and ``servingperf cleanup`` removes them."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import sys
 import time
+import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from servingperf.errors import ConfigError, DeployError
@@ -347,3 +352,76 @@ async def test_a_missing_kubeconfig_is_named(tmp_path: Path) -> None:
     with pytest.raises(DeployError, match=r"kubeconfig .* does not exist"):
         await platform.deploy(request("m", "ns"))
     await platform.close()
+
+
+def platform_tasks() -> list[str]:
+    """Pending tasks running the platform's own code (its watches)."""
+    names = []
+    for task in asyncio.all_tasks():
+        code = getattr(task.get_coro(), "cr_code", None)
+        if not task.done() and code is not None and "servingperf/platforms" in code.co_filename:
+            names.append(code.co_qualname)
+    return names
+
+
+def open_sessions() -> set[int]:
+    gc.collect()
+    return {
+        id(o) for o in gc.get_objects() if isinstance(o, aiohttp.ClientSession) and not o.closed
+    }
+
+
+async def test_release_keeps_the_objects_and_closes_the_client_then_cleanup_removes_them(
+    tmp_path: Path,
+) -> None:
+    loop = asyncio.get_running_loop()
+    complaints: list[str] = []
+    loop.set_exception_handler(lambda _, context: complaints.append(str(context.get("message"))))
+    async with FakeKubeApiServer() as server:
+        FakeKServeController(server, seed=2, delay_s=(0.05, 0.2))
+        before = open_sessions()
+        platform = make_platform(server, tmp_path, endpoint={"served_model": "isvc-name"})
+        instances = [
+            await platform.deploy(request(f"m{i}", group))
+            for i, group in enumerate(["ns-a", "ns-a", "ns-b"])
+        ]
+        for instance in instances:
+            await platform.wait_ready(instance, 30)
+            name = instance.request.name
+            assert (instance.model_id, instance.record.model) == (name, name)
+        assert open_sessions() - before  # the API client's session (the check sees it)
+        assert platform_tasks()  # and its watch
+
+        await platform.release()
+        assert open_sessions() - before == set()
+        assert platform_tasks() == []  # no watch left running (the double's own may be)
+        await platform.release()  # idempotent
+        await platform.close()  # removes nothing after a release
+        assert server.store.count(INFERENCE_SERVICE, platform.selector) == 3
+        assert server.store.count(NAMESPACE, platform.selector) == 2
+        assert {i.record.status for i in platform.instances} == {"ready"}
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            del platform, instances
+            gc.collect()
+        assert [str(w.message) for w in caught] == []
+
+        kubeconfig = tmp_path / "kubeconfig"
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "servingperf",
+            "cleanup",
+            "--kserve",
+            "--run-id",
+            "test-run-1",
+            "--kubeconfig",
+            str(kubeconfig),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        stdout, stderr = await asyncio.wait_for(process.communicate(), 120)
+        assert process.returncode == 0, stderr.decode()
+        assert "deleted InferenceService/sp-ns-b/m2" in stdout.decode()
+        assert nothing_left(server)
+    assert complaints == []  # e.g. aiohttp's "Unclosed client session"

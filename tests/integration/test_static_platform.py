@@ -53,8 +53,10 @@ async def test_an_endpoint_is_recorded_ready_at_once_and_left_as_found() -> None
     instance = await platform.deploy(InstanceRequest(name="a", namespace="ns", model=model))
     await platform.wait_ready(instance, 1.0)
     await platform.delete(instance)
+    await platform.release()  # a kept run: nothing of its own to end
     await platform.close()
     assert platform.instances == [instance]
+    assert instance.model_id is None  # the scenario's id is sent
     record = instance.record
     assert (record.platform, record.clock_source, record.status) == ("static", "harness", "ready")
     assert (record.created_at, record.t_created_s, record.load_time_s) == (None, None, None)

@@ -1,15 +1,21 @@
-"""The KServeSpec rejects what it should, and endpoints resolve as documented."""
+"""The KServeSpec rejects what it should, endpoints resolve as documented (with a path), and
+an instance's own model id reaches its target."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from servingperf.model.kserve_spec import KServeEndpointSpec, KServeSpec
+from servingperf.model.deployments import DeploymentRecord
+from servingperf.model.kserve_spec import KServeEndpointSpec, KServeSpec, ServedModel
+from servingperf.model.specs import LoadSpec, ModelSpec
+from servingperf.platforms.base import Instance, InstanceRequest
 from servingperf.platforms.kserve import EndpointAccess, resolve_endpoint
 from servingperf.platforms.kserve_status import IsvcState, Phase
+from servingperf.scenarios.targets import target_for
 
 BASE: dict[str, Any] = {
     "inference_service": {"model_format": {"name": "pytorch"}, "storage_uri": "s3://b/m"}
@@ -100,3 +106,60 @@ def test_endpoint_from_the_cluster_address() -> None:
     assert access.host_header == "override.example.com"
     assert resolve_endpoint(ready(None), endpoint) == "ready, but status.address.url is empty"
     assert "not an http(s) URL" in str(resolve_endpoint(ready("grpc://x"), KServeEndpointSpec()))
+
+
+def test_endpoint_path_is_appended_to_the_status_urls_path() -> None:
+    endpoint = KServeEndpointSpec(path="/openai/v1")
+    access = resolve_endpoint(ready("https://m-ns.apps.example.com/"), endpoint)
+    assert isinstance(access, EndpointAccess)
+    assert access.url == "https://m-ns.apps.example.com/openai/v1"
+    assert access.status_url == "https://m-ns.apps.example.com/openai/v1"
+    assert access.grpc_url == "m-ns.apps.example.com:443"  # gRPC has no path
+    through = KServeEndpointSpec(path="/openai/v1", ingress_url="http://127.0.0.1:8080/")
+    access = resolve_endpoint(ready("http://gw.example.com/serving/ns/m"), through)
+    assert isinstance(access, EndpointAccess)
+    assert access.url == "http://127.0.0.1:8080/serving/ns/m/openai/v1"
+    assert access.host_header == "gw.example.com"
+    assert access.status_url == "http://gw.example.com/serving/ns/m/openai/v1"
+
+
+@pytest.mark.parametrize("path", ["openai/v1", "/openai?x=1", "/open ai", "/a#b"])
+def test_endpoint_path_must_be_a_path(path: str) -> None:
+    with pytest.raises(ValidationError, match="path"):
+        KServeEndpointSpec(path=path)
+
+
+def test_served_model_defaults_to_the_scenarios_id() -> None:
+    assert spec().endpoint.served_model is ServedModel.SCENARIO
+    chosen = spec(endpoint={"served_model": "isvc-name"}).endpoint.served_model
+    assert chosen is ServedModel.ISVC_NAME
+    with pytest.raises(ValidationError, match="served_model"):
+        spec(endpoint={"served_model": "name"})
+
+
+def test_the_target_carries_the_instances_own_model_id() -> None:
+    model = ModelSpec.model_validate(
+        {"name": "flan", "model_id": "flan-t5-small", "endpoint": {"url": "http://unused"}}
+    )
+    record = DeploymentRecord(
+        "flan-01",
+        "ns",
+        "flan-01",
+        "kserve",
+        None,
+        "platform",
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        "ready",
+        None,
+    )
+    instance = Instance(InstanceRequest("flan-01", "ns", model), record, url="http://h/openai/v1")
+    load = LoadSpec()
+    assert target_for(instance, model, load, Path(".")).model == "flan-t5-small"
+    instance.model_id = "flan-01"
+    target = target_for(instance, model, load, Path("."))
+    assert (target.model, target.url) == ("flan-01", "http://h/openai/v1")

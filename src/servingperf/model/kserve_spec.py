@@ -12,9 +12,10 @@ account.
 from __future__ import annotations
 
 import enum
+import re
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from servingperf.model.spec_base import Spec
 
@@ -22,6 +23,8 @@ DNS1035 = r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$"
 _NUMBER = r"(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
 # The CRDs' own pattern for resource quantities.
 _QUANTITY = rf"^(\+|-)?{_NUMBER}(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?{_NUMBER}))?$"
+
+_URL_PATH = re.compile(r"/[^?#\s]*")  # a URL path: no query, fragment or blank
 
 Quantity = Annotated[
     str, Field(pattern=_QUANTITY, description="a Kubernetes quantity: 1, 500m, 2Gi")
@@ -111,10 +114,27 @@ class EndpointSource(enum.StrEnum):
     ADDRESS = "address"  # status.address.url: the cluster-local URL, for runs inside the cluster
 
 
+class ServedModel(enum.StrEnum):
+    """Which model id the requests to an InferenceService carry."""
+
+    SCENARIO = "scenario"  # the scenario's (the model's model_id, else its name), for every one
+    ISVC_NAME = "isvc-name"  # each InferenceService's own name (the runtimes' default)
+
+
 class KServeEndpointSpec(Spec):
     """How the protocol clients reach an InferenceService once it is ready."""
 
     source: EndpointSource = EndpointSource.URL
+    path: str = Field(
+        default="",
+        description="appended to the status URL's path, e.g. /openai/v1 for KServe's Hugging Face"
+        " runtime (HTTP protocols only; empty: the status URL as it is)",
+    )
+    served_model: ServedModel = Field(
+        default=ServedModel.SCENARIO,
+        description="model id sent: 'scenario' (the model's model_id, else its name) or"
+        " 'isvc-name' (each InferenceService's name, what vLLM-based runtimes serve by default)",
+    )
     ingress_url: str | None = Field(
         default=None,
         description="connect here (the ingress gateway, e.g. https://10.0.0.5:443 or a"
@@ -124,6 +144,13 @@ class KServeEndpointSpec(Spec):
     host_header: str | None = Field(default=None, description="override the Host header sent")
     tls_insecure: bool = False
     ca_file: str | None = Field(default=None, description="CA bundle for the model endpoints")
+
+    @field_validator("path")
+    @classmethod
+    def _a_path(cls, value: str) -> str:
+        if value and not _URL_PATH.fullmatch(value):
+            raise ValueError(f"path {value!r}: give a URL path starting with '/', e.g. /openai/v1")
+        return value
 
 
 class WatchScope(enum.StrEnum):

@@ -3,7 +3,11 @@
 Terms: an *instance* is one deployed copy of a model (a process, an InferenceService, a URL);
 *created* is when the platform accepted it, *ready* when its readiness check first passed. Each
 instance carries its :class:`DeploymentRecord`, updated in place as events happen, so a run that is
-interrupted still has every deployment fact gathered so far.
+interrupted still has every deployment fact gathered so far. An instance's *model id* is the id
+requests to it carry: the scenario's (``model.request_model``) unless the platform knows the
+server names the model otherwise (``Instance.model_id``: KServe runtimes that serve under the
+InferenceService's name). *Releasing* a platform object ends its own connections and watches and
+leaves its instances running (a run that keeps its instances deployed); *closing* it removes them.
 """
 
 from __future__ import annotations
@@ -40,6 +44,9 @@ class Instance:
     host_header: str | None = None
     tls_insecure: bool = False
     ca_file: str | None = None
+    # The model id this instance serves, when the platform knows it is not the scenario's
+    # (``request.model.request_model``); None: the scenario's. Set by ``deploy``.
+    model_id: str | None = None
     handle: object | None = field(default=None, repr=False)  # platform-private state
 
 
@@ -47,6 +54,12 @@ class Platform(Protocol):
     """Deploys and removes instances; every method is safe to call during interruption."""
 
     name: str
+
+    @property
+    def instances(self) -> list[Instance]:
+        """Every instance taken into use, in order, failed ones included (their records go to
+        ``deployments.parquet``)."""
+        ...
 
     async def deploy(self, request: InstanceRequest) -> Instance:
         """Create the instance and return at once (status ``created``); DeployError on refusal."""
@@ -62,4 +75,11 @@ class Platform(Protocol):
 
     async def close(self) -> None:
         """Remove everything this platform object created that is still there."""
+        ...
+
+    async def release(self) -> None:
+        """Close this object's own sessions and watches and leave its instances running: called
+        instead of ``close`` when a run keeps its instances deployed (the user removes them
+        later). Idempotent; ``close`` after it removes nothing. What a platform cannot leave
+        running (a local server dies with the harness process) its own docstring says."""
         ...

@@ -7,12 +7,17 @@ one per namespace), never from polling objects. Clock source: the platform. ``cr
 object's ``creationTimestamp``, ``ready_at`` its Ready condition's ``lastTransitionTime`` (both
 the API server's clock, 1 s resolution); ``t_created_s`` is when the create call returned and
 ``t_ready_s`` when the watch delivered the ready object (the harness's monotonic clock,
-sub-second). The endpoint is ``status.url`` (or ``status.address.url``), optionally reached
-through an ingress address with the status URL's host as the Host header.
+sub-second). The endpoint is ``status.url`` (or ``status.address.url``) with ``endpoint.path``
+appended, optionally reached through an ingress address with the status URL's host as the Host
+header. The model id requests carry is the scenario's, or with ``endpoint.served_model:
+isvc-name`` the InferenceService's name (``Instance.model_id``), which is what vLLM-based runtimes
+serve by default.
 
 ``close()`` removes everything the run made, also after an interruption: the namespaces it
 created (which takes their contents), the objects it made elsewhere, and, by label, anything a
 create that was cut off may still have made. :func:`cleanup_stale` does the same for a dead run.
+``release()`` (a run that keeps its instances) stops the watches and closes the API client, and
+removes nothing: the objects stay, findable by the run label, for ``servingperf cleanup``.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from servingperf.model.kserve_spec import (
     EndpointSource,
     KServeEndpointSpec,
     KServeSpec,
+    ServedModel,
     WatchScope,
 )
 from servingperf.platforms.base import Instance, InstanceRequest
@@ -66,8 +72,9 @@ _NAMESPACE_POLL_S = 1.0
 
 @dataclass(frozen=True, slots=True)
 class EndpointAccess:
-    """How to reach a ready instance: ``url`` is what clients connect to, ``status_url`` what
-    KServe reported; ``host_header`` set when connecting through an ingress address."""
+    """How to reach a ready instance: ``url`` is what clients connect to, ``status_url`` the
+    endpoint as KServe names it (its reported URL, ``endpoint.path`` appended); ``host_header``
+    set when connecting through an ingress address."""
 
     url: str
     grpc_url: str
@@ -91,7 +98,10 @@ class KServeHandle:
 
 
 def resolve_endpoint(state: IsvcState, spec: KServeEndpointSpec) -> EndpointAccess | str:
-    """The endpoint of a ready InferenceService, or why there is none (a message)."""
+    """The endpoint of a ready InferenceService, or why there is none (a message).
+
+    ``spec.path`` is appended to the status URL's own path (a runtime serving its API below the
+    root, which the status URL does not say); the gRPC target (host:port) has no path."""
     field = "url" if spec.source is EndpointSource.URL else "address.url"
     reported = state.url if spec.source is EndpointSource.URL else state.address_url
     if not reported:
@@ -107,13 +117,15 @@ def resolve_endpoint(state: IsvcState, spec: KServeEndpointSpec) -> EndpointAcce
             return f"endpoint.ingress_url {spec.ingress_url!r} is not an http(s) URL"
         hostname = base.hostname
         host_header = host_header or status.netloc
-    url = urlunsplit((base.scheme, base.netloc, status.path, "", "")).rstrip("/")
+    path = status.path.rstrip("/") + spec.path
+    url = urlunsplit((base.scheme, base.netloc, path, "", "")).rstrip("/")
     port = base.port or (443 if base.scheme == "https" else 80)
     host = f"[{hostname}]" if ":" in hostname else hostname
+    status_url = urlunsplit((status.scheme, status.netloc, path, "", "")).rstrip("/")
     return EndpointAccess(
         url=url,
         grpc_url=f"{host}:{port}",
-        status_url=reported.rstrip("/"),
+        status_url=status_url,
         host_header=host_header,
         tls_insecure=spec.tls_insecure,
         ca_file=spec.ca_file,
@@ -279,10 +291,13 @@ class KServePlatform:
         api = await self._connect()
         await self._ensure_namespace(api, namespace)
         await self._ensure_watch(api, namespace)
+        model_id = None
+        if self._spec.endpoint.served_model is ServedModel.ISVC_NAME:
+            model_id = request.name  # the InferenceService's name: see the module docstring
         record = DeploymentRecord(
             instance=request.name,
             namespace=namespace,
-            model=request.model.request_model,
+            model=model_id or request.model.request_model,
             platform=self.name,
             endpoint=None,
             clock_source="platform",
@@ -295,7 +310,7 @@ class KServePlatform:
             status=DeploymentStatus.CREATED.value,
             failure_reason=None,
         )
-        instance = Instance(request=request, record=record)
+        instance = Instance(request=request, record=record, model_id=model_id)
         waiter = self._tracker.register(namespace, request.name, instance)
         handle = KServeHandle(namespace, request.name, waiter)
         instance.handle = handle
@@ -349,19 +364,7 @@ class KServePlatform:
         if self._closed:
             return
         self._closed = True
-        pending: list[asyncio.Future[Any]] = [
-            *self._namespace_setup.values(),
-            *self._watch_setup.values(),
-            *self._watch_tasks,
-        ]
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-        connecting = self._connecting
-        if self._api is None and connecting is not None:
-            # A deploy cut off while connecting: finish connecting so the client is closed.
-            with contextlib.suppress(Exception):
-                self._api = await connecting
+        await self._stop_background()
         if self._api is None:
             return  # never connected: nothing was created
         created_any = any(_handle(i).created for i in self._instances)
@@ -381,7 +384,40 @@ class KServePlatform:
                 f" label selector {self._selector}"
             )
 
+    async def release(self) -> None:
+        """Leave every InferenceService (and namespace, runtime, Sidecar) as it is; stop the
+        watches and close the API client this object connected. Afterwards ``close()`` removes
+        nothing: remove them with ``servingperf cleanup --kserve --run-id <run id>`` (or the label
+        selector :attr:`selector`). An instance still waiting to become ready is failed: no
+        watch will report it any more."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._stop_background()
+        self._tracker.on_watch_failed(
+            "the kserve platform was released (its watch stopped) before the instance was ready"
+        )
+        if self._api is not None and self._owns_api:
+            await self._api.close()
+
     # -- internals --------------------------------------------------------------------------
+
+    async def _stop_background(self) -> None:
+        """Cancel namespace set-ups and watches; finish a connection under way (so that its
+        client is closed by the caller: ``self._api`` is then set)."""
+        pending: list[asyncio.Future[Any]] = [
+            *self._namespace_setup.values(),
+            *self._watch_setup.values(),
+            *self._watch_tasks,
+        ]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        connecting = self._connecting
+        if self._api is None and connecting is not None:
+            # A deploy cut off while connecting: finish connecting so the client is closed.
+            with contextlib.suppress(Exception):
+                self._api = await connecting
 
     async def _connect(self) -> KubeApi:
         if self._api is not None:

@@ -256,11 +256,12 @@ class LocalPlatform:
         emulator = request.model.emulator
         if emulator is None:
             raise DeployError(f"{request.name}: the local platform needs an 'emulator' section")
+        # The emulator's own lean entry point (not the Typer CLI): one process per instance, so
+        # every module it imports is paid once per instance (docs/emulator.md, Memory).
         argv = [
             sys.executable,
             "-m",
-            "servingperf",
-            "emulator",
+            "servingperf.emulator",
             "serve",
             "--profile",
             emulator.profile,
@@ -505,6 +506,14 @@ class LocalPlatform:
             instance.record.t_deleted_s = time.monotonic() - self._t0
             if instance.record.status != DeploymentStatus.FAILED.value:
                 instance.record.status = DeploymentStatus.DELETED.value
+
+    async def release(self) -> None:
+        """Close the probe session and leave the servers running (``keep_deployed``). They still
+        die with this process (their parent-death signal): local servers never outlive the
+        harness, so a kept instance is for the caller of ``run_scenario`` to inspect."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     async def close(self) -> None:
         """Delete every instance still running (all at once), close the probe session, and

@@ -10,8 +10,9 @@ what the harness knows:
   harness clock: the platform has no readiness signal of its own, the endpoint is taken as ready
   at once, and the scenario's protocol probe that follows checks that it answers (a failed probe
   marks the record ``failed`` with the reason);
-- ``t_deleted_s`` stays null and the status stays ``ready`` after the run: ``delete`` and
-  ``close`` leave the server as found.
+- ``t_deleted_s`` stays null and the status stays ``ready`` after the run: ``delete``,
+  ``close`` and ``release`` leave the server as found (the platform holds no connection of its
+  own: the protocol clients own theirs).
 """
 
 from __future__ import annotations
@@ -68,3 +69,6 @@ class StaticPlatform:
 
     async def close(self) -> None:
         return None
+
+    async def release(self) -> None:
+        return None  # no session or watch of its own to end

@@ -45,6 +45,7 @@ from servingperf.load.sinks import LoadCounters
 from servingperf.model.deployments import DeploymentRecord, DeploymentStatus
 from servingperf.model.records import ErrorKind, Exchange, RequestStatus, freeze
 from servingperf.model.specs import NAME_PATTERN, ManyModelSpec, ModelSpec
+from servingperf.model.target import Target
 from servingperf.platforms.base import Instance, InstanceRequest
 from servingperf.protocols.registry import create_client
 from servingperf.results.rundir import PhaseWindow
@@ -312,11 +313,13 @@ class _ManyModelRun:
             failure_reason=reason,
         )
 
-    def _factory(self, instance: Instance, phase: str) -> RequestFactory:
+    def _factory(self, instance: Instance, target: Target, phase: str) -> RequestFactory:
+        """Validation requests for ``instance``, carrying its target's model id (the instance's
+        own when the platform set one, see :mod:`servingperf.scenarios.targets`)."""
         spec = self.context.spec
         return request_factory(
             instance.request.name,
-            self.model.request_model,
+            target.model,
             phase,
             self.prompts,
             self.validation_dataset,
@@ -329,11 +332,10 @@ class _ManyModelRun:
         if self.many.queries == 0:
             return
         context = self.context
-        make = self._factory(instance, phase)
+        target = target_for(instance, self.model, context.spec.load, context.base_dir)
+        make = self._factory(instance, target, phase)
         timeout_s = context.spec.load.request_timeout_s
-        client = create_client(
-            target_for(instance, self.model, context.spec.load, context.base_dir)
-        )
+        client = create_client(target)
         try:
             for sequence in range(self.many.queries):
                 request, request_context = make(0, sequence)

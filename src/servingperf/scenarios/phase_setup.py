@@ -60,7 +60,7 @@ def phase_recipe(
     process rebuilds the client and the prompt streams itself (neither crosses processes)."""
     args = {
         "instance": model.name,
-        "model_id": model.request_model,
+        "model_id": target.model,  # the instance's own id when its platform set one
         "phase": phase,
         "dataset": context.spec.dataset.model_dump(mode="json"),
         "load": load.model_dump(mode="json"),

@@ -8,8 +8,9 @@ and report are drawn from what was recorded. The scenario modules only orchestra
 *Kept* instances. A many-model scenario with ``many_model.keep_deployed`` asks to leave its
 instances deployed for the user to inspect. The runner honours that only when the run completes
 (:func:`keeps_deployed`): it then does not close the platform, and hands it back in
-:attr:`RunOutcome.kept`, whose ``close()`` removes them when the caller is done. A run that is
-interrupted (Ctrl-C, SIGTERM, cancellation) or fails removes everything all the same: an
+:attr:`RunOutcome.kept`; the caller ends it with ``release()`` (the instances stay, the platform's
+own sessions and watches are closed: what the CLI does) or ``close()`` (they are removed). A run
+that is interrupted (Ctrl-C, SIGTERM, cancellation) or fails removes everything all the same: an
 interruption means "stop and leave nothing behind" (a cancelled CI job is the common case, and
 nobody is there to inspect or remove what it left), and a failed run stopped on the harness's
 side, not at a state the user asked to look at; the deployment records (``failure_reason``) and
@@ -80,7 +81,8 @@ class RunOutcome:
     info: RunInfo
     summary: dict[str, Any]
     # The platform still holding the instances left deployed (see the module docstring); the
-    # caller owns it: ``await kept.close()`` removes them. None: nothing was kept.
+    # caller owns it and must end it: ``await kept.release()`` leaves them deployed and closes
+    # the platform's own sessions, ``await kept.close()`` removes them. None: nothing was kept.
     kept: Platform | None = None
 
 
@@ -212,7 +214,7 @@ def _write_deployments(
     ones, secrets masked (an endpoint URL may carry credentials, a failure reason may quote a
     server). Written for every run, empty when nothing was deployed, so every run directory has
     the same files."""
-    records = [i.record for i in getattr(platform, "instances", [])] + refused
+    records = [i.record for i in platform.instances] + refused
     for record in records:
         if record.failure_reason:
             record.failure_reason = redactor.text(record.failure_reason)

@@ -1,5 +1,8 @@
 """Resolve what a protocol client needs for an instance: URL, model id, TLS and credentials.
 
+The model id is the instance's own when its platform set one (``Instance.model_id``: a KServe
+runtime serving under the InferenceService's name), else the scenario's. ``Target.model`` is then
+the one id to put in requests too (the request factories take it from the target).
 Credentials come from the environment or a file named in the scenario, never from the scenario
 itself, and only the redacted target is ever written down.
 """
@@ -46,7 +49,7 @@ def target_for(instance: Instance, model: ModelSpec, load: LoadSpec, base_dir: P
     endpoint = model.endpoint
     return Target(
         url=url,
-        model=model.request_model,
+        model=instance.model_id or model.request_model,
         protocol=model.protocol,
         request_timeout_s=load.request_timeout_s,
         tls_insecure=(endpoint.tls_insecure if endpoint else False) or instance.tls_insecure,
