@@ -248,3 +248,41 @@ async def test_chat_stream_counts_content_and_reasoning_but_not_the_role_chunk()
     assert exchange.mono_first_token is not None
     assert exchange.mono_first_content >= exchange.mono_first_token
     assert b"/v1/chat/completions" in server.requests[0]
+
+
+async def test_the_clients_own_deadline_fails_a_hung_stream_as_a_timeout() -> None:
+    raw = HEAD_CHUNKED + _chunked(STREAM, 16)
+    slow = [HEAD_CHUNKED, _chunked(_event("a"), 100)[:-5]]  # then nothing: the stream hangs
+    async with serve(lambda r: slow if b"slow" in r else [raw]) as server:
+        target = Target(
+            url=f"http://127.0.0.1:{server.port}",
+            model="m",
+            protocol=ProtocolKind.OPENAI_COMPLETIONS,
+            request_timeout_s=0.3,
+        )
+        client = OpenAIClient(target)
+        hung = _exchange(request_id="slow")
+        started = time.monotonic()
+        await asyncio.wait_for(client.generate(hung), 10)  # bounded even if the deadline broke
+        assert time.monotonic() - started >= 0.3
+        assert hung.status is RequestStatus.ERROR
+        assert hung.error_kind is not None and hung.error_kind.value == "timeout"
+        assert hung.chunk_tokens == [1]  # what arrived before the deadline is kept
+        after = _exchange(request_id="next")
+        await client.generate(after)
+        assert after.status is RequestStatus.OK
+        assert server.connections == 2  # the timed-out connection was dropped
+        await client.aclose()
+
+
+async def test_bytes_after_the_response_end_keep_the_request_but_drop_the_connection() -> None:
+    raw = HEAD_CHUNKED + _chunked(STREAM, 16) + b"HTTP/1.1 200 OK\r\nbogus"
+    async with serve(lambda _: [raw]) as server:
+        client = _client(server.port)
+        for index in range(2):
+            exchange = _exchange(request_id=f"r{index}")
+            await client.generate(exchange)
+            assert exchange.status is RequestStatus.OK, exchange.error_message
+            assert exchange.chunk_tokens == [1, 1, 1]
+        await client.aclose()
+    assert server.connections == 2

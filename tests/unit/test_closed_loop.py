@@ -81,3 +81,41 @@ async def test_stop_event_ends_the_phase_early_and_cuts() -> None:
     assert time.monotonic() - started < 10.0
     assert timing.stopped_early
     assert len(records) == client.calls
+
+
+async def test_a_request_past_its_deadline_is_a_timeout_and_the_user_goes_on() -> None:
+    client = FakeClient(first_delay_s=0.01, tokens=2, token_delay_s=5.0)  # the 2nd token hangs
+    plan = ClosedLoopPlan(users=2, duration_s=0.8, request_timeout_s=0.2)
+    records, counters, _ = await _run(client, plan)
+    timeouts = [r for r in records if r.error_kind == "timeout"]
+    assert len(timeouts) >= 4  # each user: a timeout, then its next request, and so on
+    for record in timeouts:
+        assert record.status == "error"
+        assert record.chunk_tokens == [1]  # what arrived before the deadline is kept
+        assert record.t_end_s is not None and record.t_sent_s is not None
+        assert record.t_end_s - record.t_sent_s >= 0.2  # never before the deadline
+    assert counters.errors == len(timeouts)
+    assert len(records) == client.calls
+
+
+async def test_the_collector_is_tuned_for_a_phase_and_restored_after() -> None:
+    import gc
+
+    from servingperf.load.collector import YOUNG_THRESHOLD, collector_for_load
+
+    before = gc.get_threshold()
+    seen: list[tuple[int, int, int]] = []
+
+    class Watching(FakeClient):
+        async def generate(self, exchange):  # type: ignore[no-untyped-def]
+            seen.append(gc.get_threshold())
+            await super().generate(exchange)
+
+    await _run(Watching(first_delay_s=0.01, tokens=1), ClosedLoopPlan(users=1, duration_s=0.1))
+    assert seen and seen[0][0] == max(before[0], YOUNG_THRESHOLD)
+    assert gc.get_threshold() == before
+    with collector_for_load():  # overlapping phases: the inner one leaves the settings alone
+        with collector_for_load():
+            pass
+        assert gc.get_threshold()[0] == max(before[0], YOUNG_THRESHOLD)
+    assert gc.get_threshold() == before

@@ -55,3 +55,58 @@ def test_any_split_gives_the_same_events(events: list[str], cuts: list[int], eol
 @given(st.binary(max_size=300))
 def test_arbitrary_bytes_never_raise(raw: bytes) -> None:
     _all(SseParser(), [raw[:100], raw[100:]])
+
+
+objects = st.lists(
+    st.dictionaries(st.text(max_size=5), st.one_of(st.integers(), st.text(max_size=8))),
+    max_size=6,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(objects, st.booleans(), st.binary(max_size=12))
+def test_a_json_batch_holds_exactly_the_events_feed_bytes_gives(
+    values: list[dict[str, object]], done: bool, tail: bytes
+) -> None:
+    import json
+
+    events = [json.dumps(v, separators=(",", ":")).encode() for v in values]
+    raw = b"".join(b"data: " + e + b"\n\n" for e in events)
+    raw += (b"data: [DONE]\n\n" if done else b"") + tail
+    reference = SseParser()
+    expected = reference.feed_bytes(raw)
+    batch = SseParser().feed_json_batch(raw)
+    if batch is None:  # refused: the caller takes the general path, which must see everything
+        return
+    assert json.loads(batch.array) == [json.loads(e) for e in expected if e != b"[DONE]"]
+    assert batch.events == len(expected) - batch.done
+    assert batch.done == (b"[DONE]" in expected)
+    assert batch.payloads() == [e for e in expected if e != b"[DONE]"]
+
+
+def test_a_json_batch_is_refused_for_any_other_shape() -> None:
+    refused = [
+        b'data: {"a":1}\r\n\r\n',  # CRLF framing
+        b'data: {"a":1}\ndata: {"b":2}\n\n',  # a multi-line event
+        b': comment\n\ndata: {"a":1}\n\n',  # a comment first
+        b'data: {"a":1}\n\nid: 3\ndata: {"b":2}\n\n',  # another field
+        b'data: {"a":1}\n\ndata: [1]\n\n',  # an event that is not an object
+        b'data: {"a":1}\n\ndata: [DONE]\n\ndata: {"b":2}\n\n',  # an event after [DONE]
+        b'data: {"a":1}',  # no complete event
+    ]
+    for raw in refused:
+        parser = SseParser()
+        assert parser.feed_json_batch(raw) is None, raw
+        assert parser.feed_bytes(b"") == []  # nothing was consumed or kept
+    parser = SseParser()
+    assert parser.feed_bytes(b'data: {"a":1}\n') == []
+    assert parser.feed_json_batch(b'data: {"b":2}\n\n') is None  # a block is pending
+    assert parser.feed_bytes(b'data: {"b":2}\n\n') == [b'{"a":1}\n{"b":2}']
+
+
+def test_a_json_batch_in_the_shape_servers_send() -> None:
+    parser = SseParser()
+    batch = parser.feed_json_batch(b'data: {"a":1}\n\ndata: {"b":"}"}\n\ndata: [DONE]\n\nda')
+    assert batch is not None
+    assert (batch.array, batch.events, batch.done) == (b'[{"a":1},{"b":"}"}]', 2, True)
+    assert parser.close_bytes() == []  # the tail "da" is no event

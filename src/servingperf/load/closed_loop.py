@@ -64,30 +64,27 @@ async def run_closed_loop(
 
     ``start_at`` (monotonic) is a common start time set by a worker coordinator; default: now.
     """
-    start = clock() if start_at is None else start_at
-    runner = RequestRunner(client, sink, counters, t0, plan.request_timeout_s, clock)
 
-    async def user(window: UserWindow) -> None:
-        await sleep_until(start + window.start_s, clock)
-        stop_at = None if window.stop_s is None else start + window.stop_s
-        sequence = 0
-        while stop_at is None or clock() < stop_at:
-            request, context = make_request(window.user, sequence)
-            sequence += 1
-            await runner.run(Exchange(request=request, mono_scheduled=clock()), context)
-
-    def workload() -> list[Coroutine[Any, Any, None]]:
-        return [user(window) for window in plan.user_windows()]
+    def workload(start: float, runner: RequestRunner) -> list[Coroutine[Any, Any, None]]:
+        return [_user(w, start, runner, make_request, clock) for w in plan.user_windows()]
 
     return await drive_phase(
-        workload,
-        start=start,
-        ramp_up_s=plan.ramp_up_s,
-        duration_s=plan.duration_s,
-        t0=t0,
-        progress=progress,
-        counters=counters,
-        stop=stop,
-        clock=clock,
-        progress_interval_s=plan.progress_interval_s,
+        plan, workload, client, sink, progress, counters, t0, stop, clock, start_at
     )
+
+
+async def _user(
+    window: UserWindow,
+    start: float,
+    runner: RequestRunner,
+    make_request: RequestFactory,
+    clock: Clock,
+) -> None:
+    """One user: sends a request, waits for it, sends the next, within its window."""
+    await sleep_until(start + window.start_s, clock)
+    stop_at = None if window.stop_s is None else start + window.stop_s
+    sequence = 0
+    while stop_at is None or clock() < stop_at:
+        request, context = make_request(window.user, sequence)
+        sequence += 1
+        await runner.run(Exchange(request, clock()), context)

@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from servingperf.load.client import GenerationClient
 from servingperf.load.sinks import LoadCounters, RecordSink
@@ -44,9 +45,19 @@ class PhaseTiming:
     stopped_early: bool
 
 
+_SWEEP_S = 0.05  # how often the request deadlines are checked while requests are in flight
+
+
 @dataclass(slots=True)
 class RequestRunner:
-    """Runs requests against one client, writing one record per request to ``sink``."""
+    """Runs requests against one client, writing one record per request to ``sink``.
+
+    Request deadlines: a *sweep*, one timer every ``_SWEEP_S`` while requests are in flight,
+    cancels the tasks of those past their deadline (a timer per request would cost more than the
+    rest of the engine's bookkeeping), so a timeout fires at most ``_SWEEP_S`` late. A
+    cancellation that the deadline caused becomes a ``timeout`` failure (taken back as
+    ``asyncio.timeout`` does), any other (the phase end) a ``cut`` record.
+    """
 
     client: GenerationClient
     sink: RecordSink
@@ -54,25 +65,38 @@ class RequestRunner:
     t0: float
     request_timeout_s: float
     clock: Clock = time.monotonic
+    _deadlines: dict[asyncio.Task[Any], float] = field(default_factory=dict, init=False)
+    _expired: set[asyncio.Task[Any]] = field(default_factory=set, init=False)
+    _sweep: asyncio.TimerHandle | None = field(default=None, init=False)
 
     async def run(self, exchange: Exchange, context: RequestContext) -> None:
         counters = self.counters
         counters.issued += 1
         counters.in_flight += 1
+        task = asyncio.current_task()
+        assert task is not None, "RequestRunner.run runs in a task"
+        loop = asyncio.get_running_loop()
+        deadlines = self._deadlines
+        deadlines[task] = loop.time() + self.request_timeout_s
+        if self._sweep is None:
+            self._sweep = loop.call_later(_SWEEP_S, self._expire)
         try:
-            async with asyncio.timeout(self.request_timeout_s):
-                await self.client.generate(exchange)
-        except TimeoutError:
+            await self.client.generate(exchange)
+        except asyncio.CancelledError:
+            if not self._absorb(task):
+                counters.in_flight -= 1
+                counters.cut += 1
+                self.sink.write(freeze(exchange, context, self.t0))
+                raise
             exchange.fail(
                 self.clock(), ErrorKind.TIMEOUT, f"no answer within {self.request_timeout_s} s"
             )
-        except asyncio.CancelledError:
-            counters.in_flight -= 1
-            counters.cut += 1
-            self.sink.write(freeze(exchange, context, self.t0))
-            raise
         except Exception as exc:  # a client bug must not stop the run: it is a failed request
             exchange.fail(self.clock(), ErrorKind.PROTOCOL, f"client error: {exc!r}")
+        finally:
+            del deadlines[task]
+            if self._expired:  # fired, but the client swallowed the cancellation
+                self._absorb(task)
         counters.in_flight -= 1
         if exchange.status is RequestStatus.OK:
             counters.ok += 1
@@ -80,6 +104,27 @@ class RequestRunner:
         else:
             counters.errors += 1
         self.sink.write(freeze(exchange, context, self.t0))
+
+    def _expire(self) -> None:
+        deadlines = self._deadlines
+        if not deadlines:
+            self._sweep = None
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for task, deadline in deadlines.items():
+            if deadline <= now and task not in self._expired:
+                self._expired.add(task)
+                task.cancel()
+        self._sweep = loop.call_later(_SWEEP_S, self._expire)
+
+    def _absorb(self, task: asyncio.Task[Any]) -> bool:
+        """Whether the deadline cancelled ``task`` and nothing else did (then the cancellation
+        is taken back, as ``asyncio.timeout`` does)."""
+        if task not in self._expired:
+            return False
+        self._expired.discard(task)
+        return task.uncancel() == 0
 
 
 async def sleep_until(deadline: float, clock: Clock) -> None:

@@ -52,9 +52,25 @@ async def run_open_loop(
     start_at: float | None = None,
 ) -> PhaseTiming:
     """Run one open-loop phase against one client; every request sent becomes one record."""
-    start = clock() if start_at is None else start_at
+
+    def workload(start: float, runner: RequestRunner) -> list[Coroutine[Any, Any, None]]:
+        return [_dispatch(plan, start, runner, make_request, clock)]
+
+    return await drive_phase(
+        plan, workload, client, sink, progress, counters, t0, stop, clock, start_at
+    )
+
+
+async def _dispatch(
+    plan: OpenLoopPlan,
+    start: float,
+    runner: RequestRunner,
+    make_request: RequestFactory,
+    clock: Clock,
+) -> None:
+    """Send each arrival at its time (or as soon as a concurrency slot is free), then hold until
+    the phase end cuts what is still in flight."""
     end = start + plan.ramp_up_s + plan.duration_s
-    runner = RequestRunner(client, sink, counters, t0, plan.request_timeout_s, clock)
     slots = asyncio.Semaphore(plan.max_concurrency) if plan.max_concurrency else None
 
     async def one(exchange: Exchange, context: RequestContext) -> None:
@@ -64,50 +80,32 @@ async def run_open_loop(
             if slots is not None:
                 slots.release()
 
-    async def dispatcher() -> None:
-        in_flight: set[asyncio.Task[None]] = set()
-        behind = 0  # arrivals sent in a row without yielding to the event loop
-        try:
-            for index, offset in plan.arrivals:
-                due = start + offset
-                if due >= end:
-                    break
-                delay = due - clock()
-                if delay > 0:
-                    behind = 0
-                    await asyncio.sleep(delay)
-                elif behind >= _MAX_BURST:  # late: still let responses be read between sends
-                    behind = 0
-                    await asyncio.sleep(0)
-                behind += 1
-                if slots is not None:
-                    await slots.acquire()
-                request, context = make_request(index, 0)
-                exchange = Exchange(request=request, mono_scheduled=due)
-                task = asyncio.create_task(one(exchange, context))
-                in_flight.add(task)
-                task.add_done_callback(in_flight.discard)
-            if in_flight:  # the schedule ran out before the end: let the last ones finish
-                await asyncio.gather(*in_flight)
-            await asyncio.sleep(max(0.0, end - clock()) + 3600.0)  # hold until cut at the end
-        except asyncio.CancelledError:
-            for task in in_flight:
-                task.cancel()
-            await asyncio.gather(*in_flight, return_exceptions=True)
-            raise
-
-    def workload() -> list[Coroutine[Any, Any, None]]:
-        return [dispatcher()]
-
-    return await drive_phase(
-        workload,
-        start=start,
-        ramp_up_s=plan.ramp_up_s,
-        duration_s=plan.duration_s,
-        t0=t0,
-        progress=progress,
-        counters=counters,
-        stop=stop,
-        clock=clock,
-        progress_interval_s=plan.progress_interval_s,
-    )
+    in_flight: set[asyncio.Task[None]] = set()
+    behind = 0  # arrivals sent in a row without yielding to the event loop
+    try:
+        for index, offset in plan.arrivals:
+            due = start + offset
+            if due >= end:
+                break
+            delay = due - clock()
+            if delay > 0:
+                behind = 0
+                await asyncio.sleep(delay)
+            elif behind >= _MAX_BURST:  # late: still let responses be read between sends
+                behind = 0
+                await asyncio.sleep(0)
+            behind += 1
+            if slots is not None:
+                await slots.acquire()
+            request, context = make_request(index, 0)
+            task = asyncio.create_task(one(Exchange(request, due), context))
+            in_flight.add(task)
+            task.add_done_callback(in_flight.discard)
+        if in_flight:  # the schedule ran out before the end: let the last ones finish
+            await asyncio.gather(*in_flight)
+        await asyncio.sleep(max(0.0, end - clock()) + 3600.0)  # hold until cut at the end
+    except asyncio.CancelledError:
+        for task in in_flight:
+            task.cancel()
+        await asyncio.gather(*in_flight, return_exceptions=True)
+        raise

@@ -7,24 +7,23 @@ strings and usage-only chunks are not: they never set the first-token time. Toke
 ``continuous_usage_stats`` deltas when the server sends them, else one per token-bearing chunk (what
 vLLM streams). The final usage chunk (``stream_options.include_usage``) gives N and input tokens.
 
-Hot path. Generation requests go over a lean HTTP/1.1 client (:class:`_Connection`, keep-alive
-connections pooled per client) whose parsing runs inside the transport's ``data_received``
-callback: the arrival time of a chunk is read once per socket read, before any parsing, and
-no coroutine switch happens per chunk. It speaks what generation endpoints answer: a status line,
-headers, then a ``Content-Length``, chunked or close-delimited body, uncompressed (the request says
-``Accept-Encoding: identity``). The probe (``GET /v1/models``) uses aiohttp.
+Hot path. Generation requests go over :mod:`servingperf.protocols.http1` (keep-alive connections
+pooled per client, framing parsed by httptools inside ``data_received``): the arrival time of a
+chunk is read once per socket read, before any parsing, and no coroutine switch happens per chunk.
+The SSE events of one read are framed on bytes and, in the common shape (one ``data: {...}`` line
+per event), parsed by one JSON call (:meth:`SseParser.feed_json_batch`); one-token completion
+chunks of a read are noted together. The per-request deadline is one timer handle on the loop.
+The probe (``GET /v1/models``) uses aiohttp.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import ssl
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -32,6 +31,7 @@ from servingperf.errors import TargetError
 from servingperf.model.records import ErrorKind, Exchange, GenerationRequest
 from servingperf.model.specs import ProtocolKind
 from servingperf.model.target import Target
+from servingperf.protocols.http1 import Http1Pool, ProtocolViolation
 from servingperf.protocols.http_common import base_headers, classify, new_session, ssl_context
 from servingperf.protocols.sse import SseParser
 
@@ -50,13 +50,8 @@ except ImportError:  # pragma: no cover - exercised where orjson is not installe
 
 
 _ERROR_BODY_CHARS = 300
-_MAX_HEAD_BYTES = 64 * 1024
 _MAX_ERROR_BODY_BYTES = 64 * 1024
-_DONE = "[DONE]"
-
-
-class _ProtocolViolation(Exception):
-    """The server's bytes are not HTTP/1.1 as we read it (internal: becomes a failed request)."""
+_DONE = b"[DONE]"
 
 
 class OpenAIClient:
@@ -69,7 +64,8 @@ class OpenAIClient:
         self._base = base
         self._url = f"{base}/v1/chat/completions" if self._chat else f"{base}/v1/completions"
         self._session: aiohttp.ClientSession | None = None
-        self._pool = _Pool(self._url, target)
+        self._pool = Http1Pool(self._url, base_headers(target), _tls(self._url, target))
+        self._timeout_s = target.request_timeout_s
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -125,40 +121,35 @@ class OpenAIClient:
 
     async def generate(self, exchange: Exchange) -> None:
         """Send one request; the target's per-request deadline covers connect and response."""
-        try:
-            async with asyncio.timeout(self._target.request_timeout_s):
-                await self._generate(exchange)
-        except TimeoutError:
-            exchange.fail(
-                time.monotonic(),
-                ErrorKind.TIMEOUT,
-                f"no answer within {self._target.request_timeout_s:g} s",
-            )
-
-    async def _generate(self, exchange: Exchange) -> None:
         request = exchange.request
-        payload = _dumps(self.body(request))
+        pool = self._pool
+        data = pool.request(request.request_id, _dumps(self.body(request)))
         handler = _ResponseHandler(exchange, self._chat)
-        try:
-            connection = await self._pool.acquire()
-        except (OSError, ssl.SSLError) as exc:
-            exchange.fail(time.monotonic(), ErrorKind.CONNECT, f"cannot connect: {_reason(exc)}")
-            return
+        deadline = asyncio.get_running_loop().time() + self._timeout_s
+        connection = pool.idle()
         reusable = False
         try:
-            reusable = await connection.exchange(
-                self._pool.request_head(request.request_id, len(payload)) + payload, handler
-            )
-        except _ProtocolViolation as exc:
-            exchange.fail(time.monotonic(), ErrorKind.PROTOCOL, str(exc))
-        except (ConnectionError, OSError) as exc:
+            if connection is None:
+                async with asyncio.timeout_at(deadline):
+                    connection = await pool.connect()
+            pool.watch(connection, deadline)
+            reusable = await connection.exchange(data, handler)
+        except TimeoutError:
             exchange.fail(
-                time.monotonic(),
-                ErrorKind.PROTOCOL,
-                f"server closed the connection before the response ended: {_reason(exc)}",
+                time.monotonic(), ErrorKind.TIMEOUT, f"no answer within {self._timeout_s:g} s"
             )
+        except ProtocolViolation as exc:
+            exchange.fail(time.monotonic(), ErrorKind.PROTOCOL, str(exc))
+        except (OSError, ssl.SSLError) as exc:
+            if connection is None:
+                message = f"cannot connect: {_reason(exc)}"
+                exchange.fail(time.monotonic(), ErrorKind.CONNECT, message)
+            else:
+                message = f"server closed the connection before the response ended: {_reason(exc)}"
+                exchange.fail(time.monotonic(), ErrorKind.PROTOCOL, message)
         finally:
-            self._pool.release(connection, reusable)
+            if connection is not None:
+                pool.release(connection, reusable)
 
     async def aclose(self) -> None:
         self._pool.close()
@@ -169,6 +160,19 @@ class OpenAIClient:
 
 def _reason(exc: BaseException) -> str:
     return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+
+
+def _tls(url: str, target: Target) -> ssl.SSLContext | None:
+    if not url.startswith("https:"):
+        return None
+    configured = ssl_context(target)
+    if isinstance(configured, ssl.SSLContext):
+        return configured
+    context = ssl.create_default_context()
+    if configured is False:  # insecure: self-signed clusters
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 class _ResponseHandler:
@@ -190,29 +194,37 @@ class _ResponseHandler:
 
     def body(self, data: bytes, now: float) -> bool:
         """Account body bytes that arrived at ``now``; False once the request has failed."""
-        exchange = self._exchange
-        if self.status != 200 or self._parser is None:
+        parser = self._parser
+        if self.status != 200 or parser is None:
             if self.status == 200 or len(self._body) < _MAX_ERROR_BODY_BYTES:
                 self._body += data
             return True
-        events = self._parser.feed(data)
-        if len(events) > 1:  # several chunks in one read: parse them in one call
-            payloads = [event for event in events if event != _DONE]
-            if len(payloads) < len(events):
+        batch = parser.feed_json_batch(data)
+        if batch is not None:  # the common shape: every event of the read in one JSON call
+            if batch.done:
                 self._done = True
+            try:
+                parsed = _loads(batch.array)
+            except ValueError:
+                parsed = None
+            if type(parsed) is list and len(parsed) == batch.events:
+                return self._chunks(parsed, now)
+            return self._one_by_one(batch.payloads(), now)
+        events = parser.feed_bytes(data)
+        payloads = [event for event in events if event != _DONE]
+        if len(payloads) < len(events):
+            self._done = True
+        if len(payloads) > 1:  # several events in one read: parse them in one call
             parsed = _parse_objects(payloads)
             if parsed is not None:
-                for event, chunk in zip(payloads, parsed, strict=True):
-                    if "error" in chunk:
-                        exchange.fail(now, ErrorKind.PROTOCOL, f"error in stream: {event[:300]}")
-                        return False
-                    self._cumulative = self._chunk(chunk, now, self._cumulative)
-                return True
-            events = payloads  # something is off: one by one, to name the culprit
-        for event in events:
-            if event == _DONE:
-                self._done = True
-                continue
+                return self._chunks(parsed, now)
+        return self._one_by_one(payloads, now)
+
+    def _one_by_one(self, payloads: list[bytes], now: float) -> bool:
+        """The slow path, event by event, naming the one that is wrong."""
+        exchange = self._exchange
+        for raw in payloads:
+            event = raw.decode("utf-8", errors="replace")
             try:
                 chunk = _loads(event)
             except ValueError:
@@ -227,6 +239,47 @@ class _ResponseHandler:
             self._cumulative = self._chunk(chunk, now, self._cumulative)
         return True
 
+    def _chunks(self, chunks: list[Any], now: float) -> bool:
+        """Account the parsed chunks of one read. One-token completion chunks (what vLLM
+        streams) are noted in runs, in order with the others; each stays one chunk."""
+        exchange = self._exchange
+        completions = not self._chat
+        cumulative = self._cumulative
+        run = 0  # one-token completion chunks not yet noted
+        for chunk in chunks:
+            if type(chunk) is not dict or "error" in chunk:
+                _note_run(exchange, now, run)
+                self._cumulative = cumulative + run
+                return self._failed(chunk, now)
+            if completions and chunk.get("usage") is None:
+                choices = chunk.get("choices")
+                if type(choices) is list and len(choices) == 1:
+                    choice = choices[0]
+                    if type(choice) is dict:
+                        if choice.get("text"):
+                            run += 1
+                        finish = choice.get("finish_reason")
+                        if finish:
+                            exchange.finish_reason = finish
+                        continue
+            if run:
+                _note_run(exchange, now, run)
+                cumulative += run
+                run = 0
+            cumulative = self._chunk(chunk, now, cumulative)
+        _note_run(exchange, now, run)
+        self._cumulative = cumulative + run
+        return True
+
+    def _failed(self, chunk: Any, now: float) -> bool:
+        """A parsed chunk that is not an object or carries an error fails the request."""
+        if type(chunk) is dict:
+            message = f"error in stream: {_dumps(chunk).decode()[:300]}"
+        else:
+            message = f"chunk is not an object: {chunk!r:.200}"
+        self._exchange.fail(now, ErrorKind.PROTOCOL, message)
+        return False
+
     def end(self, now: float) -> None:
         """The response ended at ``now``."""
         exchange = self._exchange
@@ -239,7 +292,7 @@ class _ResponseHandler:
         if self._parser is None:
             self._whole(bytes(self._body), now)
             return
-        for event in self._parser.close():
+        for event in self._parser.close_bytes():
             if event == _DONE:
                 self._done = True
         if not self._done:
@@ -311,21 +364,34 @@ class _ResponseHandler:
         return cumulative
 
 
-def _parse_objects(payloads: list[str]) -> list[dict[str, Any]] | None:
+def _note_run(exchange: Exchange, now: float, run: int) -> None:
+    """Note ``run`` chunks of one content token each, all arrived at ``now`` (what
+    ``Exchange.token_chunk(now, 1)`` does ``run`` times, in one step)."""
+    if not run:
+        return
+    if exchange.mono_first_token is None:
+        exchange.mono_first_token = now
+    if exchange.mono_first_content is None:
+        exchange.mono_first_content = now
+    if run == 1:
+        exchange.chunk_monos.append(now)
+        exchange.chunk_tokens.append(1)
+    else:
+        exchange.chunk_monos += [now] * run
+        exchange.chunk_tokens += [1] * run
+
+
+def _parse_objects(payloads: list[bytes]) -> list[Any] | None:
     """Each payload as a JSON object, parsed in one call; None unless every payload is exactly
     one object (then they are parsed one by one, so that the bad one is named)."""
-    if not payloads:
-        return []
     for payload in payloads:
-        if payload[:1] != "{" or payload[-1:] != "}":
+        if payload[:1] != b"{" or payload[-1:] != b"}":
             return None
     try:
-        parsed = _loads("[" + ",".join(payloads) + "]")
+        parsed = _loads(b"[" + b",".join(payloads) + b"]")
     except ValueError:
         return None
     if not isinstance(parsed, list) or len(parsed) != len(payloads):
-        return None
-    if not all(isinstance(item, dict) for item in parsed):
         return None
     return parsed
 
@@ -339,285 +405,6 @@ def _usage(usage: Any, exchange: Exchange) -> None:
         exchange.usage_output_tokens = completion
     if isinstance(prompt, int) and prompt >= 0:
         exchange.usage_input_tokens = prompt
-
-
-class _Pool:
-    """Keep-alive connections to one URL: idle ones are reused, more are opened on demand."""
-
-    def __init__(self, url: str, target: Target) -> None:
-        parts = urlsplit(url)
-        self._tls = parts.scheme == "https"
-        self._host = parts.hostname or "127.0.0.1"
-        self._port = parts.port or (443 if self._tls else 80)
-        path = parts.path or "/"
-        headers = base_headers(target)
-        headers.setdefault("Host", parts.netloc)
-        headers["Accept-Encoding"] = "identity"
-        headers["Connection"] = "keep-alive"
-        fixed = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-        self._head_prefix = f"POST {path} HTTP/1.1\r\n{fixed}".encode("latin-1")
-        context = ssl_context(target) if self._tls else None
-        if context is False:
-            context = ssl.create_default_context()
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        elif context is True:
-            context = ssl.create_default_context()
-        self._ssl: ssl.SSLContext | None = context if isinstance(context, ssl.SSLContext) else None
-        self._idle: list[_Connection] = []
-        self._closed = False
-
-    def request_head(self, request_id: str, length: int) -> bytes:
-        return self._head_prefix + (
-            f"X-Request-Id: {request_id}\r\nContent-Length: {length}\r\n\r\n".encode("latin-1")
-        )
-
-    async def acquire(self) -> _Connection:
-        while self._idle:
-            connection = self._idle.pop()
-            if connection.usable:
-                return connection
-        loop = asyncio.get_running_loop()
-        _, connection = await loop.create_connection(
-            _Connection,
-            self._host,
-            self._port,
-            ssl=self._ssl,
-            server_hostname=self._host if self._ssl else None,
-        )
-        return connection
-
-    def release(self, connection: _Connection, reusable: bool) -> None:
-        if reusable and connection.usable and not self._closed:
-            self._idle.append(connection)
-        else:
-            connection.close()
-
-    def close(self) -> None:
-        self._closed = True
-        while self._idle:
-            self._idle.pop().close()
-
-
-_HEAD, _BODY_LENGTH, _BODY_CHUNKED, _BODY_UNTIL_CLOSE, _IDLE = range(5)
-
-
-class _Connection(asyncio.Protocol):
-    """One HTTP/1.1 connection, one request at a time; parsing happens in ``data_received``."""
-
-    def __init__(self) -> None:
-        self._transport: asyncio.Transport | None = None
-        self._state = _IDLE
-        self._buffer = b""
-        self._remaining = 0  # body bytes left (Content-Length) or in the current chunk (+2)
-        self._handler: _ResponseHandler | None = None
-        self._waiter: asyncio.Future[bool] | None = None
-        self._keep_alive = True
-        self._failed = False
-
-    @property
-    def usable(self) -> bool:
-        transport = self._transport
-        return transport is not None and not transport.is_closing() and self._state == _IDLE
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment]
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
-            self._transport = None
-
-    async def exchange(self, data: bytes, handler: _ResponseHandler) -> bool:
-        """Send one request and read its response into ``handler``; True if reusable after."""
-        transport = self._transport
-        if transport is None or transport.is_closing():
-            raise ConnectionResetError("connection closed")
-        self._handler = handler
-        self._state = _HEAD
-        self._buffer = b""
-        self._keep_alive = True
-        self._failed = False
-        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._waiter = waiter
-        handler.sent(time.monotonic())
-        transport.write(data)
-        try:
-            return await waiter
-        except asyncio.CancelledError:
-            self._state = _IDLE  # a half-read response: the connection cannot be reused
-            self.close()
-            raise
-        finally:
-            self._handler = None
-            self._waiter = None
-
-    def data_received(self, data: bytes) -> None:
-        now = time.monotonic()
-        handler = self._handler
-        if handler is None:  # bytes nobody asked for: the connection is unusable
-            self.close()
-            return
-        try:
-            self._receive(data, now, handler)
-        except _ProtocolViolation as exc:
-            self._finish_error(exc)
-        except Exception as exc:  # hostile bytes that slipped past a check: a failed request
-            self._finish_error(_ProtocolViolation(f"unreadable response: {exc!r}"))
-
-    def _receive(self, data: bytes, now: float, handler: _ResponseHandler) -> None:
-        state = self._state
-        if state == _HEAD:
-            buffer = self._buffer + data
-            end = buffer.find(b"\r\n\r\n")
-            if end < 0:
-                if len(buffer) > _MAX_HEAD_BYTES:
-                    raise _ProtocolViolation("response head longer than 64 KiB")
-                self._buffer = buffer
-                return
-            self._head(buffer[:end], handler)
-            self._buffer = b""
-            data = buffer[end + 4 :]
-            state = self._state
-            if state == _BODY_LENGTH and self._remaining == 0:
-                self._finish(now, handler)
-                return
-        if state == _BODY_LENGTH:
-            take = data[: self._remaining]
-            self._remaining -= len(take)
-            if take and not handler.body(take, now):
-                self._fail_stream()
-                return
-            if self._remaining == 0:
-                self._finish(now, handler)
-        elif state == _BODY_CHUNKED:
-            self._chunked(data, now, handler)
-        elif state == _BODY_UNTIL_CLOSE and data and not handler.body(data, now):
-            self._fail_stream()
-
-    def _head(self, head: bytes, handler: _ResponseHandler) -> None:
-        lines = head.decode("latin-1").split("\r\n")
-        status_line = lines[0].split(" ", 2)
-        if len(status_line) < 2 or not status_line[0].startswith("HTTP/1."):
-            raise _ProtocolViolation(f"not an HTTP/1.x response: {lines[0][:100]!r}")
-        try:
-            handler.status = int(status_line[1])
-        except ValueError as exc:
-            raise _ProtocolViolation(f"bad status line: {lines[0][:100]!r}") from exc
-        length = None
-        chunked = False
-        self._keep_alive = status_line[0] != "HTTP/1.0"
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            name = name.strip().lower()
-            if name == "content-length":
-                try:
-                    length = int(value)
-                except ValueError as exc:
-                    raise _ProtocolViolation(f"bad Content-Length: {value.strip()!r}") from exc
-            elif name == "transfer-encoding":
-                chunked = "chunked" in value.lower()
-            elif name == "connection":
-                self._keep_alive = "close" not in value.lower()
-            elif name == "content-encoding" and value.strip().lower() not in ("", "identity"):
-                raise _ProtocolViolation(f"compressed response ({value.strip()}) not supported")
-        if chunked:
-            self._state, self._remaining = _BODY_CHUNKED, 0
-        elif length is not None:
-            self._state, self._remaining = _BODY_LENGTH, length
-        else:
-            self._state, self._keep_alive = _BODY_UNTIL_CLOSE, False
-
-    def _chunked(self, data: bytes, now: float, handler: _ResponseHandler) -> None:
-        buffer = self._buffer + data if self._buffer else data
-        find = buffer.find
-        position = 0
-        size = len(buffer)
-        remaining = self._remaining  # data bytes left in the current chunk
-        pieces: list[bytes] = []
-        last = False
-        while True:
-            if remaining:
-                stop = position + remaining
-                if stop >= size:
-                    pieces.append(buffer[position:])
-                    remaining = stop - size
-                    position = size
-                    break
-                pieces.append(buffer[position:stop])
-                position = stop
-                remaining = 0
-            line_end = find(b"\r\n", position)
-            if line_end < 0:
-                break
-            if line_end == position:  # the CRLF closing the previous chunk
-                position += 2
-                continue
-            try:
-                chunk_size = int(buffer[position:line_end], 16)
-            except ValueError:
-                chunk_size = _chunk_size(buffer[position:line_end])
-            position = line_end + 2
-            if chunk_size == 0:  # the last chunk (these servers send no trailers)
-                last = True
-                break
-            remaining = chunk_size
-        self._remaining = remaining
-        self._buffer = b"" if last else buffer[position:]
-        if pieces:
-            body = pieces[0] if len(pieces) == 1 else b"".join(pieces)
-            if not handler.body(body, now):
-                self._fail_stream()
-                return
-        if last:
-            self._finish(now, handler)
-
-    def _finish(self, now: float, handler: _ResponseHandler) -> None:
-        handler.end(now)
-        self._state = _IDLE
-        if not self._keep_alive:
-            self.close()
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(self._keep_alive)
-
-    def _fail_stream(self) -> None:
-        """The handler failed the request mid-body: drop the connection, wake the sender."""
-        self._state = _IDLE
-        self.close()
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(False)
-
-    def _finish_error(self, exc: BaseException) -> None:
-        self._state = _IDLE
-        self.close()
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_exception(exc)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._transport = None
-        handler = self._handler
-        waiter = self._waiter
-        if waiter is None or waiter.done() or handler is None:
-            return
-        if self._state == _BODY_UNTIL_CLOSE:
-            self._state = _IDLE
-            handler.end(time.monotonic())
-            waiter.set_result(False)
-            return
-        self._state = _IDLE
-        waiter.set_exception(exc or ConnectionResetError("server closed the connection"))
-
-
-def _chunk_size(line: bytes) -> int:
-    """A chunk-size line with extensions or blanks (``1a;name=value``), or a protocol error."""
-    text = line.split(b";", 1)[0].strip()
-    try:
-        return int(text, 16)
-    except ValueError as exc:
-        raise _ProtocolViolation(f"bad chunk size {line[:20]!r}") from exc
 
 
 def create(target: Target) -> OpenAIClient:
