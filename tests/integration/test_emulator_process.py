@@ -1,5 +1,5 @@
 """The emulator as a process: ``serve()`` binds, writes its port file, exits 0 on SIGTERM/SIGINT,
-and dies with its parent."""
+and dies with its parent; ``servingperf emulator serve --processes 2`` serves one port from two."""
 
 from __future__ import annotations
 
@@ -108,3 +108,79 @@ def test_emulator_dies_with_its_parent(tmp_path: Path) -> None:
             parent.wait()
         if child_pid is not None and pid_alive(child_pid):
             os.kill(child_pid, signal.SIGKILL)
+
+
+def _helpers_of(pid: int) -> list[int]:
+    """The multiprocessing children of ``pid`` that serve (not its resource tracker)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and b"spawn_main" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def _natural_length(port: int) -> int:
+    """One request on a new connection (urllib never reuses one), always the same request id, no
+    forced length: the length is drawn from the serving process's own seed."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v1/completions",
+        data=json.dumps({"model": "instant", "prompt": "hi", "stream": False}).encode(),
+        headers={"Content-Type": "application/json", "X-Request-Id": "same"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+        return int(json.loads(response.read())["usage"]["completion_tokens"])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_cli_processes_flag_serves_one_port_from_two_processes(tmp_path: Path) -> None:
+    port_file = tmp_path / "port"
+    ground_truth = tmp_path / "gt.jsonl"
+    command = [sys.executable, "-m", "servingperf", "emulator", "serve", "--profile", "instant"]
+    command += ["--port", "0", "--load-time", "0", "--seed", "1", "--processes", "2"]
+    command += ["--port-file", str(port_file), "--ground-truth", str(ground_truth)]
+    # output to files, not pipes: a helper holding a pipe must not block the test's reads
+    with (tmp_path / "out").open("wb") as out, (tmp_path / "err").open("wb") as err:
+        process = subprocess.Popen(command, stdout=out, stderr=err)
+    helpers: list[int] = []
+    try:
+        port = int(wait_for_file(port_file, process, timeout_s=60))
+        deadline = time.monotonic() + 60
+        while not (helpers := _helpers_of(process.pid)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(helpers) == 1, "one helper process beside the first"
+        # each process draws natural lengths from its own seed (1 and 2): the same request id
+        # gets two different lengths once both processes answer on the one port
+        lengths: set[int] = set()
+        deadline = time.monotonic() + 60
+        for _ in range(300):
+            lengths.add(_natural_length(port))
+            if len(lengths) == 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)  # the helper may still be importing, then binding
+        assert len(lengths) == 2, f"only one process answered: {lengths}"
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
+        deadline = time.monotonic() + 15
+        while any(pid_alive(pid) for pid in helpers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for pid in helpers:
+            if pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    assert process.returncode == 0, (tmp_path / "err").read_text()
+    assert "processes=2" in (tmp_path / "out").read_text()
+    assert not any(pid_alive(pid) for pid in helpers), "a helper outlived the server"
+    # both processes append to the one ground truth file
+    assert len(read_ground_truth(ground_truth)) >= 2

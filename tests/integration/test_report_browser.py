@@ -2,7 +2,8 @@
 
 Checks what issue 8 asks of the page: no console error, no uncaught exception, no network request
 (only its own ``file://`` URL is allowed), no JavaScript dialog (a hostile model name must never
-execute), every chart rendered with data marks, and the hostile name shown as text. A full-page
+execute), every chart rendered with data marks (a sweep's chart too), and the hostile name shown
+as text. A full-page
 screenshot is kept under ``test-artifacts/report/``.
 """
 
@@ -15,6 +16,7 @@ import pytest
 
 from servingperf.report.build import build_report
 from tests.fakes.runs import synthetic_run
+from tests.fakes.sweeps import synthetic_sweep
 from tests.support.devtools import chromium_binary, external_requests, keep_screenshot, open_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -31,6 +33,8 @@ def test_report_renders_offline_without_errors(tmp_path: Path) -> None:
         labels={"release": "2.5.0", "note": HOSTILE},
         error_message=f"upstream said {HOSTILE} & gave up",
     )
+    # a sweep run's summary (also a hostile instance name): the sweep chart comes first
+    summary["sweep"] = synthetic_sweep({"flan-t5-small": (40.0, 30.0), HOSTILE: (12.0, None)})
     paths = build_report(tmp_path, run_info, summary, records, png=False)
 
     result = asyncio.run(open_page(chromium, paths.html.resolve().as_uri(), hover=TIMELINE_POINTS))
@@ -43,8 +47,9 @@ def test_report_renders_offline_without_errors(tmp_path: Path) -> None:
     external = external_requests(result.log)
     assert external == [], f"the page made network requests: {external}"
     assert result.failed == "0"
-    assert result.rendered == "5"
+    assert result.rendered == "6"
     assert set(result.marks) == {
+        "sweep",
         "latency_per_token",
         "per_token_distribution",
         "throughput",
@@ -54,7 +59,9 @@ def test_report_renders_offline_without_errors(tmp_path: Path) -> None:
     for name, marks in result.marks.items():
         assert marks > 0, f"chart {name} rendered without data marks"
     assert result.marks["timeline"] >= 5000  # the sample, plus the window band
-    assert HOSTILE in result.text  # shown as text: model, label and error message
+    assert result.marks["sweep"] >= 2 * 3  # per panel: the lines, the rules, the stages
+    assert HOSTILE in result.text  # shown as text: model, label, error message, sweep instance
+    assert summary["sweep"]["flan-t5-small"]["verdict"] in result.text
     # Hover reaches the request: the tooltip names it and its figures.
     assert "Request" in result.tooltip
     assert "Status" in result.tooltip

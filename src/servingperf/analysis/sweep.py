@@ -15,6 +15,10 @@ rate (0 at first) and high = the lowest failing rate; each next stage offers the
 (high - low) / high < ``precision`` or ``max_stages`` stages have run. The *knee* of the
 throughput curve is the highest offered rate that was not saturated: beyond it, offering more
 stops yielding proportionally more completions.
+
+Stored. Each stage is a phase of its own (``sweep-00``, ``sweep-01``...), so ``summary.json`` has
+one entry per stage; :func:`sweep_summary` replays the decisions on those entries and writes what
+the sweep found, per instance, as ``summary.json["sweep"]``.
 """
 
 from __future__ import annotations
@@ -133,3 +137,90 @@ def outcome(spec: SweepSpec, history: History) -> SweepOutcome:
         knee_rps=max(unsaturated) if unsaturated else None,
         stages=len(history),
     )
+
+
+def replay(spec: SweepSpec, entries: Sequence[Mapping[str, Any]]) -> tuple[History, int]:
+    """The history of a sweep from its stages' ``summary.json`` entries, in run order.
+
+    An entry does not say what rate its stage offered: :func:`next_stage` decided it from the
+    stages before, so replaying the decisions on the stored figures gives it back exactly. Returns
+    the history and how many entries could not be explained that way (0 for any run this code
+    wrote; entries past the first unexplained one are not used).
+    """
+    history: list[tuple[SweepStage, StageResult]] = []
+    for used, entry in enumerate(entries):
+        stage = next_stage(spec, history)
+        if stage is None or stage.phase != entry.get("phase"):
+            return history, len(entries) - used
+        history.append((stage, stage_result(entry)))
+    return history, 0
+
+
+def _stage_json(spec: SweepSpec, stage: SweepStage, result: StageResult) -> dict[str, Any]:
+    offered = stage.rate_rps
+    return {
+        "phase": stage.phase,
+        "kind": "probe" if stage.is_probe else "open-loop",
+        "users": stage.users,
+        "offered_rps": offered,
+        "completed_rps": result.completed_rps,
+        "slo_attainment": result.slo_attainment,
+        "saturated": None if offered is None else saturated(spec, offered, result),
+        "passed": None if offered is None else passes(spec, offered, result),
+    }
+
+
+def verdict(found: SweepOutcome, slos: bool) -> str:
+    """The sweep's answer in one sentence (the report's and the CLI's verdict line)."""
+    what = "highest rate meeting the SLOs" if slos else "highest rate not saturated"
+    answer = (
+        f"{what}: {found.max_rate_meeting_slos_rps:.4g} req/s"
+        if found.max_rate_meeting_slos_rps is not None
+        else f"{what}: none of the rates tried"
+    )
+    knee = f"{found.knee_rps:.4g} req/s" if found.knee_rps is not None else "not found"
+    capacity = f"{found.capacity_rps:.4g} req/s" if found.capacity_rps is not None else "unknown"
+    stages = f"{found.stages} stage{'' if found.stages == 1 else 's'}"
+    return f"{answer}; knee {knee}; measured capacity {capacity} ({stages})"
+
+
+def sweep_summary(spec: SweepSpec, instances: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """``summary.json["sweep"]``: per instance, the sweep's outcome and every stage, recomputed
+    from the stage entries of ``summary.json["instances"]`` (those whose phase is ``sweep-NN``).
+
+    Per instance: ``capacity_rps``, ``max_rate_meeting_slos_rps``, ``knee_rps`` (None when not
+    found), ``slos`` (whether any SLO was given: without, a stage passes on saturation alone),
+    ``criteria`` (the spec's ``slo_attainment`` and ``saturation_tolerance``), ``verdict`` (one
+    sentence), ``unexplained_stages`` (entries the replay could not place: 0 normally) and
+    ``stages`` in run order: ``phase``, ``kind`` (probe | open-loop), ``users`` (probe),
+    ``offered_rps`` (None for the probe), ``completed_rps``, ``slo_attainment``, ``saturated`` and
+    ``passed`` (None for the probe).
+    """
+    by_instance: dict[str, list[tuple[int, Mapping[str, Any]]]] = {}
+    for key, entry in instances.items():
+        phase = str(entry.get("phase") or "")
+        prefix, _, number = phase.partition("-")
+        if prefix != "sweep" or not number.isdigit():
+            continue
+        instance = str(entry.get("instance") or key.rpartition("/")[0])
+        by_instance.setdefault(instance, []).append((int(number), entry))
+    result: dict[str, Any] = {}
+    for instance, numbered in by_instance.items():
+        entries = [entry for _, entry in sorted(numbered, key=lambda item: item[0])]
+        history, unexplained = replay(spec, entries)
+        found = outcome(spec, history)
+        slos = any(r.slo_attainment is not None for _, r in history)
+        result[instance] = {
+            "capacity_rps": found.capacity_rps,
+            "max_rate_meeting_slos_rps": found.max_rate_meeting_slos_rps,
+            "knee_rps": found.knee_rps,
+            "slos": slos,
+            "criteria": {
+                "slo_attainment": spec.slo_attainment,
+                "saturation_tolerance": spec.saturation_tolerance,
+            },
+            "verdict": verdict(found, slos),
+            "unexplained_stages": unexplained,
+            "stages": [_stage_json(spec, stage, res) for stage, res in history],
+        }
+    return result

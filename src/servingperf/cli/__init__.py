@@ -13,10 +13,17 @@ from typing import Annotated, Any
 import typer
 
 from servingperf.cli.common import (
-    DEFAULT_DATA_DIR,
+    DEFAULT_RUNS_DIR,
+    DurationOption,
+    LabelOption,
+    RampUpOption,
+    RunsDirOption,
+    StoreOption,
+    UsersOption,
     console,
     fail,
     out,
+    overrides,
     parse_pairs,
     run_async,
 )
@@ -40,26 +47,13 @@ def run(
         Path | None,
         typer.Option("--out", help="run directory to create (default: under --runs-dir)"),
     ] = None,
-    runs_dir: Annotated[Path, typer.Option(help="parent of run directories")] = DEFAULT_DATA_DIR
-    / "runs",
-    label: Annotated[
-        list[str] | None, typer.Option("--label", "-l", help="KEY=VALUE label, repeatable")
-    ] = None,
-    duration: Annotated[
-        float | None, typer.Option("--duration", help="override load.duration_s (seconds)")
-    ] = None,
-    users: Annotated[int | None, typer.Option("--users", help="override load.users")] = None,
-    ramp_up: Annotated[
-        float | None, typer.Option("--ramp-up", help="override load.ramp_up_s (seconds)")
-    ] = None,
+    runs_dir: RunsDirOption = DEFAULT_RUNS_DIR,
+    label: LabelOption = None,
+    duration: DurationOption = None,
+    users: UsersOption = None,
+    ramp_up: RampUpOption = None,
     no_report: Annotated[bool, typer.Option("--no-report", help="skip the HTML report")] = False,
-    store: Annotated[
-        str | None,
-        typer.Option(
-            help="results store (SQLite file or postgresql:// URL); default:"
-            " $SERVINGPERF_STORE or servingperf-data/results.db"
-        ),
-    ] = None,
+    store: StoreOption = None,
     no_store: Annotated[bool, typer.Option("--no-store", help="do not record the run")] = False,
 ) -> None:
     """Run a scenario, write its run directory, record it in the store, print the summary."""
@@ -69,14 +63,12 @@ def run(
             out_dir,
             runs_dir,
             parse_pairs(label, "--label"),
-            {"load.duration_s": duration, "load.users": users, "load.ramp_up_s": ramp_up},
+            overrides(duration, users, ramp_up),
             report=not no_report,
         )
     except ServingPerfError as exc:
         raise fail(exc) from None
-    from servingperf.cli.tables import summary_table
-
-    out.print(summary_table(outcome.summary))
+    print_summary(outcome.summary)
     out.print(f"run directory: {outcome.run_dir.path}")
     if not no_store:
         record_run(outcome.run_dir, store)
@@ -84,6 +76,15 @@ def run(
         out.print(f"report: {outcome.run_dir.path / 'report.html'}")
     if outcome.info.status == "incomplete":
         raise typer.Exit(int(ExitCode.INTERRUPTED))
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    """The summary table, then a sweep's stages and verdict when the run was a sweep."""
+    from servingperf.cli.tables import summary_table, sweep_tables
+
+    out.print(summary_table(summary))
+    for table in sweep_tables(summary):
+        out.print(table)
 
 
 def record_run(run_dir: Any, store: str | None) -> None:
@@ -148,7 +149,6 @@ def demo(
 @app.command()
 def summarize(run_dir: Annotated[Path, typer.Argument(help="a run directory")]) -> None:
     """Recompute summary.json from the run's records and print it."""
-    from servingperf.cli.tables import summary_table
     from servingperf.results.rundir import RunDir
     from servingperf.scenarios.outputs import write_summary
 
@@ -156,7 +156,7 @@ def summarize(run_dir: Annotated[Path, typer.Argument(help="a run directory")]) 
         summary = write_summary(RunDir(run_dir))
     except ServingPerfError as exc:
         raise fail(exc) from None
-    out.print(summary_table(summary))
+    print_summary(summary)
     _note_status(summary)
 
 
@@ -214,6 +214,14 @@ def emulator_serve(
     grpc_port_file: Annotated[
         Path | None, typer.Option(help="write the bound gRPC port here once listening")
     ] = None,
+    processes: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="serve HTTP from this many processes sharing the port (SO_REUSEPORT), each with"
+            " its own engine: to outrun a load generator, not to model one device",
+        ),
+    ] = 1,
     fault: Annotated[
         list[str] | None,
         typer.Option(
@@ -246,6 +254,7 @@ def emulator_serve(
                 grpc_port=grpc_port,
                 grpc_port_file=grpc_port_file,
                 faults=fault_spec_from_pairs(fault or ()),
+                processes=processes,
             )
         )
     except ServingPerfError as exc:

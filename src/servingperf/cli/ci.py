@@ -32,7 +32,25 @@ from xml.etree import ElementTree as ET
 
 import typer
 
-from servingperf.cli.common import DEFAULT_DATA_DIR, console, fail, out, parse_pairs
+from servingperf.cli.common import (
+    DEFAULT_RUNS_DIR,
+    DEFAULT_SITE_DIR,
+    AcknowledgementsOption,
+    DurationOption,
+    JunitOption,
+    LabelOption,
+    MarkdownOption,
+    RampUpOption,
+    RunsDirOption,
+    StoreOption,
+    ThresholdOption,
+    UsersOption,
+    console,
+    fail,
+    out,
+    overrides,
+    parse_pairs,
+)
 from servingperf.errors import ConfigError, ExitCode, ServingPerfError
 
 if TYPE_CHECKING:  # the CLI imports its layers lazily, to start fast
@@ -49,46 +67,28 @@ def ci(
         str,
         typer.Option(help="reference side: KEY=VALUE[,KEY=VALUE] (release=2.5.0) or a run id"),
     ],
-    label: Annotated[
-        list[str] | None,
-        typer.Option("--label", "-l", help="KEY=VALUE label of this run, repeatable"),
-    ] = None,
-    store: Annotated[
-        str | None,
-        typer.Option(
-            help="results store (SQLite file or postgresql:// URL); default:"
-            " $SERVINGPERF_STORE or servingperf-data/results.db"
-        ),
-    ] = None,
+    label: LabelOption = None,
+    store: StoreOption = None,
     site: Annotated[
         Path, typer.Option(help="results site folder (index.html) to refresh")
-    ] = DEFAULT_DATA_DIR / "site",
-    runs_dir: Annotated[Path, typer.Option(help="parent of run directories")] = DEFAULT_DATA_DIR
-    / "runs",
-    junit: Annotated[Path | None, typer.Option(help="write JUnit XML here")] = None,
-    markdown: Annotated[Path | None, typer.Option(help="write a Markdown summary here")] = None,
+    ] = DEFAULT_SITE_DIR,
+    runs_dir: RunsDirOption = DEFAULT_RUNS_DIR,
+    junit: JunitOption = None,
+    markdown: MarkdownOption = None,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="write the gate document (JSON) here")
     ] = None,
-    acknowledgements: Annotated[
-        Path | None, typer.Option(help="YAML file of acknowledged changes")
-    ] = None,
-    threshold: Annotated[
-        float | None, typer.Option(help="relative change that counts (0.05 = 5%)")
-    ] = None,
+    acknowledgements: AcknowledgementsOption = None,
+    threshold: ThresholdOption = None,
     require_reference: Annotated[
         bool,
         typer.Option(
             "--require-reference", help="exit 2 instead of 0 when the reference has no run yet"
         ),
     ] = False,
-    duration: Annotated[
-        float | None, typer.Option("--duration", help="override load.duration_s (seconds)")
-    ] = None,
-    users: Annotated[int | None, typer.Option("--users", help="override load.users")] = None,
-    ramp_up: Annotated[
-        float | None, typer.Option("--ramp-up", help="override load.ramp_up_s (seconds)")
-    ] = None,
+    duration: DurationOption = None,
+    users: UsersOption = None,
+    ramp_up: RampUpOption = None,
     site_png: Annotated[
         bool, typer.Option("--site-png/--no-site-png", help="write the site's charts as PNG")
     ] = True,
@@ -113,7 +113,7 @@ def ci(
             None,
             runs_dir,
             labels,
-            {"load.duration_s": duration, "load.users": users, "load.ramp_up_s": ramp_up},
+            overrides(duration, users, ramp_up),
             report=False,
         )
     except ServingPerfError as exc:
@@ -326,16 +326,10 @@ class _Outputs:
 
 
 def site(
-    store: Annotated[
-        str | None,
-        typer.Option(
-            help="results store (SQLite file or postgresql:// URL); default:"
-            " $SERVINGPERF_STORE or servingperf-data/results.db"
-        ),
-    ] = None,
+    store: StoreOption = None,
     site_dir: Annotated[
         Path, typer.Option("--site", help="results site folder (index.html) to write")
-    ] = DEFAULT_DATA_DIR / "site",
+    ] = DEFAULT_SITE_DIR,
     reference: Annotated[
         list[str] | None,
         typer.Option(

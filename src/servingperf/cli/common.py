@@ -1,4 +1,6 @@
-"""What every command shares: the consoles, error reporting with exit codes, the async runner."""
+"""What every command shares: the consoles, error reporting with exit codes, the async runner, and
+the option declarations several commands take (``Annotated`` aliases, so that ``run``, ``ci`` and
+the store commands spell each option, its flag and its help once)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import os
 import signal
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -22,6 +24,43 @@ out = Console(width=None if Console().is_terminal else 160)
 T = TypeVar("T")
 
 DEFAULT_DATA_DIR = Path("servingperf-data")
+DEFAULT_RUNS_DIR = DEFAULT_DATA_DIR / "runs"
+DEFAULT_SITE_DIR = DEFAULT_DATA_DIR / "site"
+
+# Options shared by several commands (the default value stays at each use: `= None`, ...).
+StoreOption = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        help="results store: a SQLite file or a postgresql:// URL"
+        " (default: $SERVINGPERF_STORE or servingperf-data/results.db)",
+    ),
+]
+RunsDirOption = Annotated[Path, typer.Option(help="parent of run directories")]
+LabelOption = Annotated[
+    list[str] | None,
+    typer.Option("--label", "-l", help="KEY=VALUE label of this run, repeatable"),
+]
+DurationOption = Annotated[
+    float | None, typer.Option("--duration", help="override load.duration_s (seconds)")
+]
+UsersOption = Annotated[int | None, typer.Option("--users", help="override load.users")]
+RampUpOption = Annotated[
+    float | None, typer.Option("--ramp-up", help="override load.ramp_up_s (seconds)")
+]
+ThresholdOption = Annotated[
+    float | None, typer.Option(help="relative change that counts (0.05 = 5%)")
+]
+AcknowledgementsOption = Annotated[
+    Path | None, typer.Option(help="YAML file of acknowledged changes")
+]
+JunitOption = Annotated[Path | None, typer.Option(help="write JUnit XML here")]
+MarkdownOption = Annotated[Path | None, typer.Option(help="write a Markdown summary here")]
+
+
+def overrides(duration: float | None, users: int | None, ramp_up: float | None) -> dict[str, Any]:
+    """The scenario fields that ``--duration``, ``--users`` and ``--ramp-up`` override."""
+    return {"load.duration_s": duration, "load.users": users, "load.ramp_up_s": ramp_up}
 
 
 def parse_pairs(values: list[str] | None, what: str) -> dict[str, str]:

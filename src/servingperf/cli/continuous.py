@@ -9,17 +9,17 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from servingperf.cli.common import fail, out, parse_pairs
+from servingperf.cli.common import (
+    AcknowledgementsOption,
+    JunitOption,
+    MarkdownOption,
+    StoreOption,
+    ThresholdOption,
+    fail,
+    out,
+    parse_pairs,
+)
 from servingperf.errors import ConfigError, ExitCode, ServingPerfError
-
-StoreOption = Annotated[
-    str | None,
-    typer.Option(
-        "--store",
-        help="results store: a SQLite file or a postgresql:// URL"
-        " (default: $SERVINGPERF_STORE or servingperf-data/results.db)",
-    ),
-]
 
 
 def _open(store: str | None):  # type: ignore[no-untyped-def]
@@ -154,14 +154,10 @@ def gate(
     ] = None,
     store: StoreOption = None,
     scenario: Annotated[str | None, typer.Option(help="only runs of this scenario")] = None,
-    threshold: Annotated[
-        float | None, typer.Option(help="relative change that counts (0.05 = 5%)")
-    ] = None,
-    acknowledgements: Annotated[
-        Path | None, typer.Option(help="YAML file of acknowledged changes")
-    ] = None,
-    junit: Annotated[Path | None, typer.Option(help="write JUnit XML here")] = None,
-    markdown: Annotated[Path | None, typer.Option(help="write a Markdown summary here")] = None,
+    threshold: ThresholdOption = None,
+    acknowledgements: AcknowledgementsOption = None,
+    junit: JunitOption = None,
+    markdown: MarkdownOption = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="write JSON here")] = None,
 ) -> None:
     """Judge a candidate against a reference, KPI by KPI; exit 1 on an unacknowledged regression."""

@@ -1,9 +1,11 @@
-"""The summary table printed at the end of a run (Rich), read from ``summary.json`` alone."""
+"""The tables printed at the end of a run (Rich), read from ``summary.json`` alone: the summary
+per instance and, for a sweep, its stages with the verdict."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -62,3 +64,35 @@ def summary_table(summary: dict[str, Any]) -> Table:
             _num(None if entry["error_rate"] is None else entry["error_rate"] * 100, "{:.2f}"),
         )
     return table
+
+
+def _yes_no(value: bool | None) -> str:
+    return "–" if value is None else ("yes" if value else "no")
+
+
+def sweep_tables(summary: dict[str, Any]) -> list[Table]:
+    """One table per swept instance (``summary["sweep"]``): its stages, the verdict as caption."""
+    tables = []
+    for instance, sweep in (summary.get("sweep") or {}).items():
+        table = Table(title=f"sweep · {escape(str(instance))}")  # names are not Rich markup
+        table.caption = escape(str(sweep["verdict"]))
+        table.add_column("stage", no_wrap=True)
+        for header in ("offered req/s", "completed req/s", "SLO attainment %", "saturated", "pass"):
+            table.add_column(header, justify="right", no_wrap=True)
+        for stage in sweep["stages"]:
+            attainment = stage["slo_attainment"]
+            offered = (
+                f"probe, {stage['users']} users"
+                if stage["offered_rps"] is None
+                else _num(stage["offered_rps"], "{:.2f}")
+            )
+            table.add_row(
+                stage["phase"],
+                offered,
+                _num(stage["completed_rps"], "{:.2f}"),
+                _num(None if attainment is None else attainment * 100, "{:.1f}"),
+                _yes_no(stage["saturated"]),
+                _yes_no(stage["passed"]),
+            )
+        tables.append(table)
+    return tables

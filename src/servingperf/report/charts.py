@@ -16,7 +16,9 @@ The charts (names are the PNG file stems):
 - ``throughput``: output token throughput per instance, from the summary;
 - ``mean_latency``: mean E2E latency per instance, from the summary;
 - ``timeline``: every request at its send time against its elapsed time, colour by instance,
-  shape by status, zoomable, with the measurement windows shaded.
+  shape by status, zoomable, with the measurement windows shaded;
+- ``sweep`` (sweep runs only, first): completed against offered rate per stage, with the knee and
+  the highest rate meeting the SLOs marked (:mod:`servingperf.report.sweep_charts`).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from servingperf.report.points import (
     request_figures,
     sample_indices,
 )
+from servingperf.report.sweep_charts import sweep_charts
 
 Spec = dict[str, Any]
 
@@ -517,6 +520,7 @@ def chart_specs(
     model_of = _model_of(figures, summary)
     models = sorted(set(model_of.values()))
     return {
+        **sweep_charts(summary),
         "latency_per_token": latency_per_token(figures, model_of, models, cap),
         "per_token_distribution": per_token_distribution(figures, models),
         "throughput": throughput(summary, models),

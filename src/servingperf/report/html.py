@@ -1,8 +1,9 @@
 """The run report page: one self-contained, offline HTML file per run.
 
 Terms. The *page* holds, in this order: a header (scenario, run id, status, time span, labels), the
+overview (one line per instance), a sweep's verdict and stages (sweep runs only), the charts, the
 key figures of every instance (KPI tables with units, each figure's definition on hover and in the
-glossary), the charts, the failures, the glossary, the run configuration and the environment.
+glossary), the failures, the glossary, the run configuration and the environment.
 When the run was gated (``servingperf ci``), a *verdicts* section comes first
 (:mod:`servingperf.report.verdicts`).
 The *chart data* is one JSON object {chart name: Vega-Lite spec} inside a
@@ -206,7 +207,11 @@ def _time_span(started: object, ended: object) -> str:
 
 
 def _header(
-    run_info: Mapping[str, Any], summary: Mapping[str, Any], *, verdicts: bool = False
+    run_info: Mapping[str, Any],
+    summary: Mapping[str, Any],
+    *,
+    verdicts: bool = False,
+    sweep: bool = False,
 ) -> str:
     scenario = run_info.get("scenario") or summary.get("scenario") or "run"
     run_id = run_info.get("run_id") or summary.get("run_id") or "?"
@@ -225,7 +230,9 @@ def _header(
         + (f'<p class="meta">labels: {label_html}</p>' if label_html else "")
         + "<nav>"
         + ('<a href="#verdicts">Verdicts</a>' if verdicts else "")
-        + '<a href="#overview">Overview</a><a href="#charts">Charts</a>'
+        + '<a href="#overview">Overview</a>'
+        + ('<a href="#sweep">Sweep</a>' if sweep else "")
+        + '<a href="#charts">Charts</a>'
         '<a href="#kpis">Key figures</a>'
         '<a href="#failures">Failures</a><a href="#glossary">Glossary</a>'
         '<a href="#config">Configuration</a><a href="#environment">Environment</a></nav>'
@@ -337,6 +344,43 @@ def _overview(instances: Mapping[str, Any]) -> str:
     )
 
 
+def _yes_no(value: object) -> str:
+    return "—" if value is None else ("yes" if value else "no")
+
+
+def _sweep_section(sweeps: Mapping[str, Any]) -> str:
+    """A sweep's verdict line and stages per instance (``summary.json["sweep"]``)."""
+    parts = []
+    for name, sweep in sweeps.items():
+        rows = "".join(
+            f"<tr><td>{_e(stage.get('phase'))}</td>"
+            f"<td>{_e(stage.get('kind'))}"
+            + (f", {fmt_number(stage.get('users'))} users" if stage.get("users") else "")
+            + f"</td><td>{fmt_number(stage.get('offered_rps'))}</td>"
+            f"<td>{fmt_number(stage.get('completed_rps'))}</td>"
+            f"<td>{fmt_number(_percent(stage.get('slo_attainment')))}</td>"
+            f"<td>{_yes_no(stage.get('saturated'))}</td><td>{_yes_no(stage.get('passed'))}</td></tr>"
+            for stage in sweep.get("stages") or []
+        )
+        parts.append(
+            f'<h3>{_e(name)}</h3><p class="sweep-verdict"><strong>{_e(sweep.get("verdict"))}'
+            "</strong></p>"
+            '<table class="sweep-stages"><thead><tr><th>Stage</th><th class="text">Load</th>'
+            "<th>Offered<br>req/s</th><th>Completed<br>req/s</th><th>SLO attainment<br>%</th>"
+            f"<th>Saturated</th><th>Passed</th></tr></thead><tbody>{rows}</tbody></table>"
+        )
+    return (
+        '<section id="sweep"><h2>Sweep</h2><p class="meta">A stage passes when it completes at'
+        " least (1 − saturation tolerance) × its offered rate and, with SLOs, enough of its"
+        " requests meet them; the knee is the highest offered rate not saturated.</p>"
+        f"{''.join(parts)}</section>"
+    )
+
+
+def _percent(value: object) -> float | None:
+    return 100.0 * value if isinstance(value, int | float) else None
+
+
 def _instance_section(name: str, instance: Mapping[str, Any]) -> str:
     window: Mapping[str, Any] = instance.get("window") or {}
     window_text = (
@@ -428,6 +472,7 @@ def render_html(
     """The whole page as one string; pure. ``vega_js`` is :func:`vega_javascript`'s bundle;
     ``gate`` a gate document (:mod:`servingperf.report.verdicts`) shown first when given."""
     instances: Mapping[str, Any] = summary.get("instances") or {}
+    sweeps: Mapping[str, Any] = summary.get("sweep") or {}
     kpis = "".join(_instance_section(str(name), inst) for name, inst in instances.items())
     title = f"servingperf · {run_info.get('scenario') or summary.get('scenario') or 'run'}"
     renderer = RENDERER_JS % {"data_id": CHART_DATA_ID}
@@ -436,9 +481,10 @@ def render_html(
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{_e(title)} · {_e(run_info.get('run_id') or summary.get('run_id') or '')}</title>"
         f"<style>{CSS}{VERDICTS_CSS if gate is not None else ''}</style></head><body>"
-        f"{_header(run_info, summary, verdicts=gate is not None)}<main>"
+        f"{_header(run_info, summary, verdicts=gate is not None, sweep=bool(sweeps))}<main>"
         f"{verdicts_section(gate) if gate is not None else ''}"
         f'<section id="overview"><h2>Overview</h2>{_overview(instances)}</section>'
+        f"{_sweep_section(sweeps) if sweeps else ''}"
         f"{_charts_section(specs)}"
         f'<section id="kpis"><h2>Key figures per instance</h2>{kpis}</section>'
         f"{_failures_section(failures)}{_glossary()}"

@@ -3,26 +3,37 @@
 Used at the end of every run and by ``servingperf summarize`` / ``servingperf report`` to redraw
 them long after, so both paths produce the same files from the same records.
 
+The summary streams the records (:func:`servingperf.analysis.summary.summarize_run_dir`: one
+segment at a time, only the columns it needs), so its memory stays bounded however long the run;
+only the parts of other kinds that need the whole table (many-model validation counts, the
+multi-model comparison) read it. The report reads every record (its charts draw them).
+
 A run whose ``run.json`` still says ``running`` was never closed: its harness was killed (SIGKILL,
 a second Ctrl-C, a crash) or is still going. Its outputs treat it as *incomplete* (``run.json``
 itself is left as found), and a phase it never closed gets a window from its own records
 (:func:`unfinished_windows`), so the records flushed before the end are summarized, not dropped.
+
+A sweep run (``load.schedule.kind: sweep``) also gets ``summary["sweep"]``, what the sweep found
+per instance (:func:`servingperf.analysis.sweep.sweep_summary`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from pydantic import ValidationError
 
 from servingperf.analysis.loadtimes import summarize_deployments
 from servingperf.analysis.multi_model import summarize_multi_model
-from servingperf.analysis.summary import summarize_run
+from servingperf.analysis.summary import summarize_run_dir
+from servingperf.analysis.sweep import sweep_summary
 from servingperf.errors import RunDirError
-from servingperf.model.specs import MultiModelSpec, SloSpec
+from servingperf.model.specs import MultiModelSpec, SloSpec, SweepSpec
 from servingperf.report.build import build_report
 from servingperf.report.many_model_charts import many_model_charts
 from servingperf.report.multi_model_charts import multi_model_charts
@@ -75,41 +86,98 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def unfinished_windows(info: RunInfo, records: pa.Table) -> list[PhaseWindow]:
+Extents = Mapping[tuple[str, str], tuple[float, float]]
+"""(instance, phase) -> (first scheduled time, last end time) of its records."""
+_EXTENT_COLUMNS = ("instance", "phase", "t_scheduled_s", "t_end_s")
+
+
+def phase_extents(tables: Iterable[pa.Table]) -> dict[tuple[str, str], tuple[float, float]]:
+    """Each phase's first scheduled and last end time (its last scheduled when later, or when no
+    request ended), over every record of ``tables``, aggregated table by table."""
+    extents: dict[tuple[str, str], tuple[float, float]] = {}
+    for records in tables:
+        if records.num_rows == 0:
+            continue
+        last = pc.max_element_wise(
+            pc.fill_null(records["t_end_s"], records["t_scheduled_s"]), records["t_scheduled_s"]
+        )
+        grouped = (
+            pa.table(
+                {"i": records["instance"], "p": records["phase"], "s": records["t_scheduled_s"]}
+            )
+            .append_column("e", last)
+            .group_by(["i", "p"])
+            .aggregate([("s", "min"), ("e", "max")])
+        )
+        for row in grouped.to_pylist():
+            key = (row["i"], row["p"])
+            start, end = float(row["s_min"]), float(row["e_max"])
+            if key in extents:
+                start, end = min(start, extents[key][0]), max(end, extents[key][1])
+            extents[key] = (start, end)
+    return extents
+
+
+def unfinished_windows(info: RunInfo, extents: Extents) -> list[PhaseWindow]:
     """Windows for the phases with records but none in ``run.json`` (never closed): from the
     phase's first scheduled request, measured after the configured ramp-up, to its last end."""
     known = {(w.instance, w.phase) for w in info.phases}
     load = info.config.get("load")
     ramp = load.get("ramp_up_s") if isinstance(load, dict) else None
     ramp_s = float(ramp) if isinstance(ramp, int | float) else 0.0
-    if records.num_rows == 0:
-        return []
-    last = pc.max_element_wise(
-        pc.fill_null(records["t_end_s"], records["t_scheduled_s"]), records["t_scheduled_s"]
-    )
-    grouped = (
-        pa.table({"i": records["instance"], "p": records["phase"], "s": records["t_scheduled_s"]})
-        .append_column("e", last)
-        .group_by(["i", "p"])
-        .aggregate([("s", "min"), ("e", "max")])
-    )
     windows = []
-    for row in grouped.to_pylist():
-        if (row["i"], row["p"]) in known:
+    for (instance, phase), (start, end) in extents.items():
+        if (instance, phase) in known:
             continue
-        start, end = float(row["s_min"]), float(row["e_max"])
-        windows.append(PhaseWindow(row["i"], row["p"], start, min(start + ramp_s, end), end, end))
+        windows.append(PhaseWindow(instance, phase, start, min(start + ramp_s, end), end, end))
     return windows
 
 
+def _segments(run_dir: RunDir, columns: tuple[str, ...]) -> Iterator[pa.Table]:
+    """``columns`` of every record segment, a batch at a time (bounded memory)."""
+    if not run_dir.records_dir.is_dir():
+        raise RunDirError(f"{run_dir.path}: no records/ directory")
+    for part in sorted(run_dir.records_dir.glob("*.parquet")):
+        try:
+            for batch in pq.ParquetFile(part).iter_batches(columns=list(columns)):
+                yield pa.Table.from_batches([batch])
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise RunDirError(f"{part}: unreadable record segment: {exc}") from exc
+
+
+def _closed(info: RunInfo, extents: Extents) -> RunInfo:
+    """A never-closed run (``running``) as *incomplete*, with windows for its unclosed phases."""
+    if info.status == "running":
+        info.phases = [*info.phases, *unfinished_windows(info, extents)]
+        info.status, info.status_reason = "incomplete", UNFINISHED_REASON
+    return info
+
+
+def _read_info(run_dir: RunDir) -> RunInfo:
+    """run.json, checked, and a never-closed run treated as incomplete (streaming its records)."""
+    info = _check(run_dir.read_info(), run_dir.run_json)
+    if info.status != "running":
+        return info
+    return _closed(info, phase_extents(_segments(run_dir, _EXTENT_COLUMNS)))
+
+
 def _read(run_dir: RunDir) -> tuple[RunInfo, pa.Table]:
-    """run.json (checked, and a never-closed run treated as incomplete) and the records."""
+    """run.json (checked, and a never-closed run treated as incomplete) and every record."""
     info = _check(run_dir.read_info(), run_dir.run_json)
     records = run_dir.read_records()
-    if info.status == "running":
-        info.phases = [*info.phases, *unfinished_windows(info, records)]
-        info.status, info.status_reason = "incomplete", UNFINISHED_REASON
-    return info, records
+    return _closed(info, phase_extents([records])), records
+
+
+class _AsRead(RunDir):
+    """The run directory with ``run.json`` as :func:`_read_info` made it (a never-closed run's
+    added windows), for ``summarize_run_dir``, which reads ``run.json`` itself."""
+
+    def __init__(self, run_dir: RunDir, info: RunInfo) -> None:
+        super().__init__(run_dir.path)
+        self._info = info
+
+    def read_info(self) -> RunInfo:
+        return self._info
 
 
 def multi_of(config: dict[str, Any]) -> MultiModelSpec:
@@ -117,14 +185,34 @@ def multi_of(config: dict[str, Any]) -> MultiModelSpec:
     return MultiModelSpec.model_validate(raw) if isinstance(raw, dict) else MultiModelSpec()
 
 
+def sweep_of(config: dict[str, Any]) -> SweepSpec | None:
+    """The run's sweep schedule (``config.load.schedule`` of kind ``sweep``), or None."""
+    load = config.get("load")
+    raw = load.get("schedule") if isinstance(load, dict) else None
+    if not isinstance(raw, dict) or raw.get("kind") != "sweep":
+        return None
+    try:
+        return SweepSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise RunDirError(
+            f"run.json: config.load.schedule is not a valid sweep: {exc.errors()[0]['msg']}"
+        ) from exc
+
+
 def write_summary(run_dir: RunDir) -> dict[str, Any]:
-    info, records = _read(run_dir)
-    summary = summarize_run(info, records, slo_of(info.config))
+    info = _read_info(run_dir)
+    summary = summarize_run_dir(_AsRead(run_dir, info), slo_of(info.config))
     deployments = run_dir.read_deployments()
-    if deployments.num_rows and info.kind == "many-model":
+    many = deployments.num_rows > 0 and info.kind == "many-model"
+    multi = info.kind == "multi-model" and bool(summary["instances"])
+    records = run_dir.read_records() if many or multi else None
+    if many:
         summary["deployments"] = summarize_deployments(deployments, info.phases, records)
-    if info.kind == "multi-model" and summary["instances"]:
+    if multi and records is not None:
         summary["multi_model"] = summarize_multi_model(info, records, multi_of(info.config))
+    sweep = sweep_of(info.config)
+    if sweep is not None:
+        summary["sweep"] = sweep_summary(sweep, summary["instances"])
     if info.status_reason:
         summary["status_reason"] = info.status_reason
     write_json_atomic(run_dir.summary_json, summary)
