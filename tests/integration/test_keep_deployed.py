@@ -8,6 +8,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -133,3 +136,28 @@ def test_only_a_completed_many_model_run_asking_for_it_keeps() -> None:
         update={"many_model": spec.many_model.model_copy(update={"keep_deployed": False})}
     )
     assert not keeps_deployed(unasked, "complete")
+
+
+def test_the_cli_says_what_it_kept_and_closes_its_sessions(tmp_path: Path, state: Path) -> None:
+    """``servingperf run`` with keep_deployed: it names what it kept, closes its own client
+    sessions (no "Unclosed client session" at exit), and its local servers end with it."""
+    scenario = tmp_path / "keep.yaml"
+    scenario.write_text(SCENARIO.format(load_time_s=0.2))
+    command = ["run", str(scenario), "--out", str(tmp_path / "r"), "--no-store", "--no-report"]
+    result = subprocess.run(
+        [sys.executable, "-m", "servingperf", *command],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "kept deployed (local): 2 instance(s)" in result.stdout
+    assert "m-01-01" in result.stdout
+    assert "never outlive the harness" in result.stdout
+    assert "Unclosed" not in result.stderr
+    deadline = time.monotonic() + 20  # they die with the harness (parent-death signal)
+    while find_servers(state) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert find_servers(state) == []

@@ -74,8 +74,24 @@ def run(
         record_run(outcome.run_dir, store)
     if not no_report:
         out.print(f"report: {outcome.run_dir.path / 'report.html'}")
+    if outcome.kept is not None:
+        _print_kept(outcome)
     if outcome.info.status == "incomplete":
         raise typer.Exit(int(ExitCode.INTERRUPTED))
+
+
+def _print_kept(outcome: Any) -> None:
+    """keep_deployed: say what is still deployed and how to remove it."""
+    kept = [i for i in outcome.kept.instances if i.record.t_deleted_s is None]
+    names = ", ".join(f"{i.request.namespace}/{i.request.name}" for i in kept[:10])
+    more = f" and {len(kept) - 10} more" if len(kept) > 10 else ""
+    out.print(
+        f"kept deployed ({outcome.kept.name}): {len(kept)} instance(s) {names}{more}", markup=False
+    )
+    if outcome.kept.name == "kserve":
+        out.print(f"remove them with: servingperf cleanup --kserve --run-id {outcome.info.run_id}")
+    elif outcome.kept.name == "local":
+        out.print("local servers stop when this command exits (they never outlive the harness)")
 
 
 def print_summary(summary: dict[str, Any]) -> None:
@@ -124,7 +140,14 @@ def run_spec(
 
     stop = asyncio.Event()
     options = RunOptions(base_dir=base_dir, runs_dir=runs_dir, out=out_dir, report=report)
-    return run_async(run_scenario(spec, options, RichProgress(console), stop), stop)
+
+    async def run_and_release() -> Any:
+        outcome = await run_scenario(spec, options, RichProgress(console), stop)
+        if outcome.kept is not None:  # keep_deployed: close our sessions, leave the instances
+            await outcome.kept.release()
+        return outcome
+
+    return run_async(run_and_release(), stop)
 
 
 @app.command()

@@ -11,12 +11,10 @@ import pyarrow.compute as pc
 from servingperf.analysis.summary import summarize_window
 from servingperf.analysis.sweep import StageResult, SweepStage, next_stage, stage_result
 from servingperf.datasets.select import load_prompts
-from servingperf.errors import DeployError, ServingPerfError, TargetError
+from servingperf.errors import DeployError, TargetError
 from servingperf.load.breaker import ErrorBreaker
-from servingperf.load.engine import Recipe, run_phase
-from servingperf.load.shard import is_open_loop
+from servingperf.load.engine import run_phase
 from servingperf.load.sinks import ListSink, LoadCounters, RecordSink
-from servingperf.model.deployments import DeploymentStatus
 from servingperf.model.records import RequestRecord
 from servingperf.model.specs import (
     LoadSpec,
@@ -26,17 +24,13 @@ from servingperf.model.specs import (
     UsersScheduleSpec,
 )
 from servingperf.model.target import Target
-from servingperf.platforms.base import Instance, InstanceRequest
-from servingperf.protocols.registry import create_client
+from servingperf.platforms.base import InstanceRequest
 from servingperf.results.record_writer import records_to_table
 from servingperf.results.rundir import PhaseWindow
+from servingperf.scenarios.phase_setup import bring_up, mark_failed, phase_recipe
 from servingperf.scenarios.runner import RunContext
-from servingperf.scenarios.targets import target_for
 
 PHASE = "load"
-CLIENT_FACTORY = "servingperf.protocols.registry:create_client"
-REQUESTS_FACTORY = "servingperf.scenarios.requests:worker_request_factory"
-OPEN_LOOP_STREAMS = 64  # open-loop request k draws its prompt from sampler k mod this
 
 
 async def run_single_model(context: RunContext) -> None:
@@ -54,15 +48,9 @@ async def run_single_model(context: RunContext) -> None:
             continue
         try:
             try:
-                await context.platform.wait_ready(instance, spec.platform.ready_timeout_s)
-                target = target_for(instance, model, spec.load, context.base_dir)
-                client = create_client(target)
-                try:
-                    await client.probe()
-                finally:
-                    await client.aclose()
+                target = await bring_up(context, instance)
             except (DeployError, TargetError) as exc:
-                failed.append(_deploy_failed(instance, exc))
+                failed.append(mark_failed(instance, exc))
                 continue
             if isinstance(spec.load.schedule, SweepSpec):
                 await _sweep(context, model, target, spec.load.schedule)
@@ -77,17 +65,6 @@ async def run_single_model(context: RunContext) -> None:
         )
 
 
-def _deploy_failed(instance: Instance, exc: ServingPerfError) -> str:
-    """Note a failure before load in the instance's deployment record; the reason, for the run."""
-    record = instance.record
-    if record.status != DeploymentStatus.FAILED.value:
-        record.status = DeploymentStatus.FAILED.value
-        record.failure_reason = str(exc)
-    message = str(exc)
-    name = instance.request.name
-    return message if message.startswith(f"{name}:") else f"{name}: {message}"
-
-
 async def _phase(
     context: RunContext,
     model: ModelSpec,
@@ -96,19 +73,10 @@ async def _phase(
     phase: str,
     sink: RecordSink,
 ) -> PhaseWindow:
-    args = {
-        "instance": model.name,
-        "model_id": model.request_model,
-        "phase": phase,
-        "dataset": context.spec.dataset.model_dump(mode="json"),
-        "load": load.model_dump(mode="json"),
-        "base_dir": str(context.base_dir),
-        "streams": OPEN_LOOP_STREAMS if is_open_loop(load) else None,
-    }
     breaker = ErrorBreaker.of(load.breaker, context.stop)
     timing = await run_phase(
         load,
-        Recipe(target, CLIENT_FACTORY, REQUESTS_FACTORY, args),
+        phase_recipe(context, model, target, load, phase),
         instance=model.name,
         phase=phase,
         records_dir=context.run_dir.records_dir,
