@@ -359,10 +359,13 @@ def summarize_run(info: RunInfo, table: pa.Table, slo: SloSpec | None = None) ->
     return _entries(info, results, totals, rows)
 
 
-def summarize_run_dir(run_dir: RunDir, slo: SloSpec | None = None) -> dict[str, Any]:
+def summarize_run_dir(
+    run_dir: RunDir, slo: SloSpec | None = None, info: RunInfo | None = None
+) -> dict[str, Any]:
     """``summarize_run`` reading the records segment by segment, only the columns it needs:
-    bounded memory however many records the run has."""
-    info = run_dir.read_info()
+    bounded memory however many records the run has. ``info`` replaces ``run.json`` (a
+    never-closed run's windows, as the caller reconstructed them)."""
+    info = run_dir.read_info() if info is None else info
     parts = sorted(run_dir.records_dir.glob("*.parquet")) if run_dir.records_dir.is_dir() else []
     if not run_dir.records_dir.is_dir():
         raise RunDirError(f"{run_dir.path}: no records/ directory")

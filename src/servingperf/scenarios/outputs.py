@@ -168,18 +168,6 @@ def _read(run_dir: RunDir) -> tuple[RunInfo, pa.Table]:
     return _closed(info, phase_extents([records])), records
 
 
-class _AsRead(RunDir):
-    """The run directory with ``run.json`` as :func:`_read_info` made it (a never-closed run's
-    added windows), for ``summarize_run_dir``, which reads ``run.json`` itself."""
-
-    def __init__(self, run_dir: RunDir, info: RunInfo) -> None:
-        super().__init__(run_dir.path)
-        self._info = info
-
-    def read_info(self) -> RunInfo:
-        return self._info
-
-
 def multi_of(config: dict[str, Any]) -> MultiModelSpec:
     raw = config.get("multi_model")
     return MultiModelSpec.model_validate(raw) if isinstance(raw, dict) else MultiModelSpec()
@@ -201,7 +189,7 @@ def sweep_of(config: dict[str, Any]) -> SweepSpec | None:
 
 def write_summary(run_dir: RunDir) -> dict[str, Any]:
     info = _read_info(run_dir)
-    summary = summarize_run_dir(_AsRead(run_dir, info), slo_of(info.config))
+    summary = summarize_run_dir(run_dir, slo_of(info.config), info)
     deployments = run_dir.read_deployments()
     many = deployments.num_rows > 0 and info.kind == "many-model"
     multi = info.kind == "multi-model" and bool(summary["instances"])
