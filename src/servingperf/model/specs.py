@@ -371,7 +371,13 @@ class LoadSpec(Spec):
         description="send min_tokens = max_tokens and ignore_eos so every answer has the intended"
         " length (as llm-load-test does); false lets the model stop at its end-of-sequence token",
     )
-    request_timeout_s: float = Field(default=300.0, gt=0, le=86_400)
+    request_timeout_s: float = Field(
+        default=300.0,
+        gt=0,
+        le=86_400,
+        description="a request still unanswered after this is cancelled and recorded as a timeout"
+        " (deadlines are checked every 50 ms, so it fires up to 50 ms late)",
+    )
     seed: int = Field(default=0, description="seeds each user's prompt choice")
     breaker: BreakerSpec | None = Field(
         default=None, description="stop the run when the error rate passes a bound"
