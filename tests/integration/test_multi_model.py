@@ -11,7 +11,8 @@
   percent), and a loaded 2-core machine adds noise;
 - every point of the timeline chart is a request record (same id, instance, phase, send time).
 
-Profiles are shrunk so both phases are short and the harness stays light (4 users per instance,
+Profiles are shrunk so both phases are short (8 s each: enough requests that a loaded machine still
+gives intervals narrow enough to decide) and the harness stays light (4 users per instance,
 8-token answers, 24 ms steps alone: a few hundred chunks per second in all).
 """
 
@@ -43,7 +44,7 @@ OVERRIDES = (
     f"{{decode_base_s: {BASE_S}, decode_per_seq_s: {PER_SEQ_S}, prefill_per_token_s: 0,"
     " max_batch: 64}"
 )
-LOAD = f"load: {{users: {USERS}, duration_s: 5, ramp_up_s: 0.5}}"
+LOAD = f"load: {{users: {USERS}, duration_s: 8, ramp_up_s: 0.5}}"
 DATASET = (
     "dataset: {source: synthetic, synthetic_input_tokens: 16, prompts: 8, seed: 3,"
     " output_tokens: 8}"
