@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 from rich.console import Console
@@ -24,11 +25,13 @@ class RichProgress:
         self._next_log = 0.0
         self._live: Live | None = None
         self._duration = 0.0
+        self._elapsed = 0.0
         self._last: tuple[float, int] | None = None
         self._rate = 0.0
 
     def phase_started(self, counters: LoadCounters, duration_s: float) -> None:
         self._duration = duration_s
+        self._elapsed = 0.0
         self._last = None
         self._rate = 0.0
         self._live = Live(
@@ -37,6 +40,7 @@ class RichProgress:
         self._live.start()
 
     def tick(self, counters: LoadCounters, elapsed_s: float) -> None:
+        self._elapsed = elapsed_s
         now = time.monotonic()
         if self._last is not None and now - self._last[0] >= 1.0:
             self._rate = (counters.output_tokens - self._last[1]) / (now - self._last[0])
@@ -50,7 +54,8 @@ class RichProgress:
             self._console.print(self._line(counters, elapsed_s))
 
     def phase_ended(self, counters: LoadCounters) -> None:
-        final = self._line(counters, self._duration, done=True)
+        end = self._duration if math.isfinite(self._duration) else self._elapsed
+        final = self._line(counters, end, done=True)
         if self._live is not None:
             self._live.update(final)
             self._live.stop()
@@ -58,12 +63,19 @@ class RichProgress:
         else:
             self._console.print(final)
 
+    def _clock(self, elapsed: float) -> str:
+        """Elapsed over planned seconds; elapsed alone for a phase of unknown length (the
+        many-model validations last as long as the deployments do)."""
+        if not math.isfinite(self._duration):
+            return f"{elapsed:6.1f} s"
+        return f"{min(elapsed, self._duration):6.1f}/{self._duration:.0f} s"
+
     def _line(self, c: LoadCounters, elapsed: float, done: bool = False) -> Text:
         mark = "✔" if done else "…"
         text = Text.assemble(
             (f"{mark} {c.instance}", "bold"),
             f" [{c.phase}] ",
-            (f"{min(elapsed, self._duration):6.1f}/{self._duration:.0f} s", "cyan"),
+            (self._clock(elapsed), "cyan"),
             f"  requests {c.ok:>6} ok",
             (f" {c.errors:>4} errors", "red" if c.errors else "dim"),
             f"  {c.in_flight:>3} in flight",
