@@ -142,15 +142,16 @@ class Sampler:
 
 
 def measure_emulator(work: Path) -> dict[str, float]:
-    """One emulator alone: RSS once listening, and the CPU time of its start-up."""
+    """One emulator alone, started as the local platform starts it (``python -m
+    servingperf.emulator serve``, without the CLI's imports): RSS once listening, and the CPU
+    time of its start-up."""
     port_file = work / "port"
     started = time.monotonic()
     process = subprocess.Popen(
         [
             sys.executable,
             "-m",
-            "servingperf",
-            "emulator",
+            "servingperf.emulator",
             "serve",
             "--profile",
             "flan-t5-small",
