@@ -1,6 +1,7 @@
 """Issue 6's acceptance, on the emulator (real server processes on loopback, real load):
 
-- instances on separate emulated devices are judged "not saturated";
+- instances on separate emulated devices are judged "not saturated": every figure not degraded,
+  except that the TTFT median may stay undecided when lockstep makes it bimodal (see the test);
 - two instances sharing one device (one emulator process, one batching engine: the local
   platform's ``emulator.device``) are judged "saturated", and the measured
   slow-down matches the emulator's latency model: a decode step costs
@@ -28,7 +29,12 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from servingperf.analysis.multi_model import NOT_SATURATED, SATURATED, summarize_multi_model
+from servingperf.analysis.multi_model import (
+    INCONCLUSIVE,
+    NOT_SATURATED,
+    SATURATED,
+    summarize_multi_model,
+)
 from servingperf.config import parse_scenario
 from servingperf.load.sinks import NullProgress
 from servingperf.report.multi_model_charts import multi_model_charts
@@ -138,13 +144,27 @@ def _figure(outcome: Outcome, instance: str, key: str) -> dict[str, Any]:
 
 
 def test_separate_devices_are_not_saturated(separate: Outcome) -> None:
+    """Every figure but the TTFT median must be judged "not degraded". The TTFT median may stay
+    undecided: closed-loop users of fixed-length answers fall into lockstep with the engine's
+    steps, and a phase's TTFT is then sometimes bimodal (a request admitted by the step that
+    starts as it arrives, or by the next one: 35 vs 44 ms here, about half each), so its median
+    sits between two modes and its bootstrap interval honestly spans both (seen in about one run
+    in four). It must then still not be degraded, and its point change must be within the
+    threshold."""
     part = separate.summary["multi_model"]
     assert separate.status == "complete"
-    assert part["verdict"] == NOT_SATURATED, part["instances"]
+    assert part["verdict"] in (NOT_SATURATED, INCONCLUSIVE), part["instances"]
     for name in ("a", "b"):
         entry = part["instances"][name]
-        assert entry["verdict"] == NOT_SATURATED, entry["reason"]
+        assert entry["verdict"] in (NOT_SATURATED, INCONCLUSIVE), entry["reason"]
         assert entry["phases"]["concurrent"]["measured"] >= 50
+        figures = entry["figures"]
+        undecided = {k for k, f in figures.items() if f["verdict"] != "not degraded"}
+        assert undecided <= {"ttft_median_s"}, {k: figures[k]["reason"] for k in undecided}
+        if undecided:
+            ttft = figures["ttft_median_s"]
+            assert ttft["verdict"] == INCONCLUSIVE
+            assert abs(ttft["degradation"]) < 0.10, ttft["reason"]
         assert _figure(separate, name, "tpot_median_s")["ratio"] == pytest.approx(1.0, abs=0.1)
 
 
