@@ -24,7 +24,6 @@ import gc
 import json
 import os
 import resource
-import signal
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from harness import start_api_double, stop_process  # noqa: E402
 
 from servingperf.config import load_scenario  # noqa: E402
 from servingperf.emulator.engine import Engine  # noqa: E402
@@ -53,7 +55,6 @@ _library("kubernetes_asyncio.client")
 _library("kubernetes_asyncio.config")
 
 EXAMPLE = ROOT / "examples" / "kserve-many-model.yaml"
-START_TIMEOUT_S = 30.0
 
 
 @dataclass(slots=True)
@@ -77,38 +78,9 @@ class Row:
 
 
 def start_cluster(folder: Path, args: argparse.Namespace) -> tuple[subprocess.Popen[bytes], str]:
-    port_file = folder / "url"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tests.fakes.kube_api",
-            "--port-file",
-            str(port_file),
-            "--kubeconfig",
-            str(folder / "kubeconfig"),
-            "--ingress-url-file",
-            str(folder / "ingress"),
-            "--min-delay",
-            str(args.min_delay),
-            "--max-delay",
-            str(args.max_delay),
-            "--seed",
-            "1",
-            "--max-lifetime",
-            "1800",
-        ],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while not port_file.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise SystemExit("the API double did not start")
-        time.sleep(0.05)
-    time.sleep(0.05)  # the port file is the last one written
-    return process, port_file.read_text()
+    options = ["--ingress-url-file", str(folder / "ingress"), "--seed", "1"]
+    options += ["--min-delay", str(args.min_delay), "--max-delay", str(args.max_delay)]
+    return start_api_double(folder, [*options, "--max-lifetime", "1800"])
 
 
 def stop_cluster(process: subprocess.Popen[bytes]) -> float:
@@ -117,12 +89,7 @@ def stop_cluster(process: subprocess.Popen[bytes]) -> float:
     for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             peak_kib = float(line.split()[1])
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(10)
+    stop_process(process)
     return peak_kib / 1024
 
 

@@ -20,7 +20,6 @@ import asyncio
 import gc
 import math
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,9 @@ import aiohttp
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from harness import start_api_double, stop_process  # noqa: E402
 
 from servingperf.model.kserve_spec import KServeSpec  # noqa: E402
 from servingperf.model.specs import ModelSpec  # noqa: E402
@@ -45,7 +47,6 @@ _library("kubernetes_asyncio.config")
 
 PER_NAMESPACE = 17
 DEPLOY_CONCURRENCY = 32
-START_TIMEOUT_S = 30.0
 
 
 @dataclass(slots=True)
@@ -58,46 +59,9 @@ class Row:
 
 
 def start_double(folder: Path, window_s: float) -> tuple[subprocess.Popen[bytes], str, Path]:
-    port_file, kubeconfig = folder / "url", folder / "kubeconfig"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tests.fakes.kube_api",
-            "--port-file",
-            str(port_file),
-            "--kubeconfig",
-            str(kubeconfig),
-            "--hold",
-            "--min-delay",
-            "0",
-            "--max-delay",
-            f"{window_s:.3f}",
-            "--seed",
-            "1",
-            "--max-lifetime",
-            "900",
-        ],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while not port_file.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise SystemExit("the API double did not start")
-        time.sleep(0.05)
-    time.sleep(0.05)  # the port file is written after the kubeconfig
-    return process, port_file.read_text(), kubeconfig
-
-
-def stop_double(process: subprocess.Popen[bytes]) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(10)
+    options = ["--hold", "--min-delay", "0", "--max-delay", f"{window_s:.3f}"]
+    process, url = start_api_double(folder, [*options, "--seed", "1", "--max-lifetime", "900"])
+    return process, url, folder / "kubeconfig"
 
 
 async def measure(count: int, url: str, kubeconfig: Path, folder: Path) -> Row:
@@ -155,7 +119,7 @@ def main() -> None:
                 try:
                     row = asyncio.run(measure(count, url, kubeconfig, Path(tmp)))
                 finally:
-                    stop_double(process)
+                    stop_process(process)
             if best is None or row.ready_cpu_s < best.ready_cpu_s:
                 best = row
         assert best is not None

@@ -34,6 +34,36 @@ _TICK = os.sysconf("SC_CLK_TCK")
 PEERS = {"locust": "locust==2.47.0", "guidellm": "guidellm==0.8.1", "aiperf": "aiperf==0.13.0"}
 
 
+def start_api_double(
+    folder: Path, options: Sequence[str], timeout_s: float = 30.0
+) -> tuple[subprocess.Popen[bytes], str]:
+    """The Kubernetes API double (``tests.fakes.kube_api``) in a process of its own, with
+    ``--port-file`` and ``--kubeconfig`` in ``folder`` plus ``options``; returns it and its URL
+    once the port file (written last) exists."""
+    port_file = folder / "url"
+    command = [sys.executable, "-m", "tests.fakes.kube_api", "--port-file", str(port_file)]
+    command += ["--kubeconfig", str(folder / "kubeconfig"), *options]
+    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    deadline = time.monotonic() + timeout_s
+    while not port_file.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise SystemExit("the API double did not start")
+        time.sleep(0.05)
+    time.sleep(0.05)  # let the writer finish the file
+    return process, port_file.read_text()
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after 10 s."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
