@@ -13,6 +13,10 @@ server, and with one core for the server it (not the clients) would be the limit
 docs/benchmarks.md.
 
     .venv/bin/python benchmarks/bench_client_overhead.py [--duration 20] [--tools servingperf,wrk]
+
+``servingperf-tokenizer`` is servingperf counting each chunk's tokens with a word-level
+``tokenizer.json`` (``models[].tokens.tokenizer``): the price of tokenising chunks, which a
+client without a tokenizer never pays.
 """
 
 from __future__ import annotations
@@ -57,9 +61,27 @@ class Result:
     client_cpu_share: float
 
 
+def word_tokenizer(directory: Path) -> Path:
+    """A word-level Hugging Face ``tokenizer.json`` made here (the ``tokenizers`` extra): what
+    ``servingperf-tokenizer`` counts each chunk's text with."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    words = ["<unk>", "tok", "hello"] + [f"w{i}" for i in range(2000)]
+    tokenizer = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer.save(str(directory / "tokenizer.json"))
+    return directory / "tokenizer.json"
+
+
 def command(tool: str, url: str, duration: float, work: Path) -> list[str]:
     total = duration + WARMUP_S + 2
-    if tool == "servingperf":
+    if tool in ("servingperf", "servingperf-tokenizer"):
+        tokenizer = (
+            ["--tokenizer", str(word_tokenizer(work / "tok"))]
+            if tool == "servingperf-tokenizer"
+            else []
+        )
         return [
             PYTHON,
             str(BENCH / "spclient.py"),
@@ -71,6 +93,7 @@ def command(tool: str, url: str, duration: float, work: Path) -> list[str]:
             str(total),
             "--output-tokens",
             str(TOKENS),
+            *tokenizer,
         ]
     if tool == "wrk":
         script = work / "post.lua"
@@ -158,7 +181,8 @@ def command(tool: str, url: str, duration: float, work: Path) -> list[str]:
 def measure(tool: str, server: Server, duration: float, work: Path) -> Result:
     argv = command(tool, server.url, duration, work)
     log = (work / f"{tool}.log").open("wb")
-    env = {**os.environ, "PYTHONPATH": str(BENCH.parent)} if tool == "servingperf" else None
+    ours = tool.startswith("servingperf")
+    env = {**os.environ, "PYTHONPATH": str(BENCH.parent)} if ours else None
     process = subprocess.Popen(
         pinned(argv), stdout=log, stderr=subprocess.STDOUT, env=env, cwd=work
     )
@@ -213,7 +237,7 @@ def main() -> None:
             results.append(measure(tool, server, args.duration, work))
             print(f"  {tool}: {results[-1].requests_per_s:,.0f} req/s", file=sys.stderr, flush=True)
     ours = next((r for r in results if r.tool == "servingperf"), None)
-    peers = [r for r in results if r.tool not in ("servingperf", "wrk")]
+    peers = [r for r in results if not r.tool.startswith("servingperf") and r.tool != "wrk"]
     rows = [
         [
             r.tool,

@@ -5,6 +5,7 @@ scenario layer's request factory (synthetic prompts), records streamed to Parque
 ``<out>/records`` (by this process with one worker, by the worker processes otherwise).
 
     python benchmarks/spclient.py URL OUT --users 64 --duration 20 --output-tokens 16 [--workers N]
+        [--tokenizer tokenizer.json]
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def main() -> None:
     parser.add_argument("--ramp-up", type=float, default=0.0)
     parser.add_argument("--output-tokens", type=int, default=16)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--tokenizer", help="a tokenizer.json counting each chunk's tokens")
     args = parser.parse_args()
     records = args.out / "records"
     records.mkdir(parents=True, exist_ok=True)
@@ -43,7 +45,12 @@ def main() -> None:
     dataset = DatasetSpec(
         source="synthetic", synthetic_input_tokens=8, prompts=32, output_tokens=args.output_tokens
     )
-    target = Target(url=args.url, model="m", protocol=ProtocolKind.OPENAI_COMPLETIONS)
+    target = Target(
+        url=args.url,
+        model="m",
+        protocol=ProtocolKind.OPENAI_COMPLETIONS,
+        tokenizer=args.tokenizer,
+    )
     recipe = Recipe(
         target,
         "servingperf.protocols.registry:create_client",

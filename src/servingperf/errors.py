@@ -26,6 +26,8 @@ class ExitCode(enum.IntEnum):
     REGRESSION = 1  # a regression or an SLO breach was found
     BAD_INPUT = 2
     TARGET_FAILURE = 3
+    INVALID_RUN = 4  # the gate refused to judge: a candidate or reference run is invalid
+    INCOMPARABLE = 5  # the gate or compare refused: the two sides' fingerprints differ
     INTERRUPTED = 130
 
 

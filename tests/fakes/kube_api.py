@@ -681,6 +681,14 @@ class FakeKubeApiServer:
         try:
             if request.path.startswith("/_servingperf/"):
                 return await self._control(request)
+            if request.path == "/metrics" and self.controller is not None:
+                # the controller manager's metrics endpoint (its own port in a cluster; here the
+                # double's), unauthenticated as Prometheus scrapes it in the tests
+                return web.Response(
+                    text=self.controller.metrics_text(),
+                    content_type="text/plain",
+                    charset="utf-8",
+                )
             if self.token and request.headers.get("Authorization") != f"Bearer {self.token}":
                 raise ApiStatus(401, "Unauthorized", "Unauthorized")
             kind, namespace, name, subresource = _route(request.path)
@@ -825,6 +833,37 @@ def _condition(
     return condition
 
 
+# controller-runtime's buckets: work-queue latency (client-go: 1e-8 .. 1e1 s) and reconcile time
+WORKQUEUE_BUCKETS = tuple(10.0**e for e in range(-8, 2))
+RECONCILE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45,
+                     0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 3.5, 4.0,
+                     4.5, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 15.0, 20.0, 25.0, 30.0, 40.0, 50.0,
+                     60.0)  # fmt: skip
+
+
+class _Histogram:
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        index = next((i for i, b in enumerate(self.bounds) if value <= b), len(self.bounds))
+        self.counts[index] += 1
+        self.sum += value
+
+    def lines(self, name: str, labels: str) -> list[str]:
+        out = [f"# TYPE {name} histogram"]
+        cumulative = 0
+        for bound, count in zip((*self.bounds, None), self.counts, strict=True):
+            cumulative += count
+            le = "+Inf" if bound is None else repr(float(bound))
+            out.append(f'{name}_bucket{{{labels},le="{le}"}} {cumulative}')
+        out.append(f"{name}_sum{{{labels}}} {self.sum}")
+        out.append(f"{name}_count{{{labels}}} {cumulative}")
+        return out
+
+
 class FakeKServeController:
     """Moves each new InferenceService to Loading, then to Ready after a random delay (seeded per
     namespace/name, so the same run gets the same delays in any creation order), or, for the names
@@ -832,7 +871,19 @@ class FakeKServeController:
     initializer or model load) or ``"CrashLoop"`` (only a ``PredictorReady=False`` condition whose
     message names CrashLoopBackOff, as older KServe reports a crash-looping predictor).
     ``url_for(name, namespace)`` gives status.url. With ``hold`` nothing moves until
-    :meth:`release`."""
+    :meth:`release`.
+
+    Work queue. With ``workers``, a new InferenceService is a key added to a work queue that
+    ``workers`` reconcilers drain (controller-runtime's MaxConcurrentReconciles), each reconcile
+    taking ``reconcile_s``; its status moves only once reconciled (the delays count from then), so
+    InferenceServices created faster than the controller reconciles wait, and their load times
+    grow. Without ``workers`` every key is reconciled at once (0 s). Either way the controller
+    exposes controller-runtime's metrics, under their names (:meth:`metrics_text`, served at
+    ``GET /metrics`` of the API double): ``workqueue_depth``, ``workqueue_adds_total``,
+    ``workqueue_queue_duration_seconds``, ``controller_runtime_reconcile_total`` (result
+    ``success``), ``controller_runtime_reconcile_errors_total`` and
+    ``controller_runtime_reconcile_time_seconds``, labelled ``name`` / ``controller``
+    ``inferenceservice``."""
 
     def __init__(
         self,
@@ -843,6 +894,8 @@ class FakeKServeController:
         fail: Mapping[str, str] | None = None,
         url_for: Callable[[str, str], str] | None = None,
         hold: bool = False,
+        workers: int | None = None,
+        reconcile_s: float = 0.0,
     ) -> None:
         self._store = server.store
         self._seed = seed
@@ -853,6 +906,15 @@ class FakeKServeController:
         self._held: list[tuple[str, str, str]] = []
         self._handles: set[asyncio.TimerHandle] = set()
         self.counts: collections.Counter[str] = collections.Counter()
+        self._workers = workers
+        self._reconcile_s = reconcile_s
+        self._queue: collections.deque[tuple[str, str, str, float]] = collections.deque()
+        self._queued = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.adds = 0
+        self.reconciles = 0
+        self.queue_duration = _Histogram(WORKQUEUE_BUCKETS)
+        self.reconcile_time = _Histogram(RECONCILE_BUCKETS)
         server.controller = self
         self._store.listeners.append(self._on_event)
 
@@ -863,13 +925,16 @@ class FakeKServeController:
     def release(self) -> int:
         held, self._held, self._hold = self._held, [], False
         for key in held:
-            self._schedule(*key)
+            self._enqueue(*key)
         return len(held)
 
     def stop(self) -> None:
         for handle in self._handles:
             handle.cancel()
         self._handles.clear()
+        for task in self._tasks:
+            task.cancel()
+        self._tasks.clear()
 
     def _on_event(self, event_type: str, kind: Kind, obj: JsonObject) -> None:
         if kind is not INFERENCE_SERVICE or event_type != "ADDED":
@@ -879,7 +944,56 @@ class FakeKServeController:
         if self._hold:
             self._held.append(key)
         else:
-            self._schedule(*key)
+            self._enqueue(*key)
+
+    def _enqueue(self, namespace: str, name: str, uid: str) -> None:
+        self.adds += 1
+        loop = asyncio.get_running_loop()
+        if self._workers is None:
+            self.queue_duration.observe(0.0)
+            self._reconciled(0.0)
+            self._schedule(namespace, name, uid)
+            return
+        self._queue.append((namespace, name, uid, loop.time()))
+        self._queued.set()
+        while len(self._tasks) < self._workers:
+            self._tasks.append(loop.create_task(self._reconciler()))
+
+    async def _reconciler(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            while not self._queue:
+                self._queued.clear()
+                await self._queued.wait()
+            namespace, name, uid, added = self._queue.popleft()
+            began = loop.time()
+            self.queue_duration.observe(began - added)
+            await asyncio.sleep(self._reconcile_s)
+            self._reconciled(loop.time() - began)
+            self._schedule(namespace, name, uid)
+
+    def _reconciled(self, seconds: float) -> None:
+        self.reconciles += 1
+        self.reconcile_time.observe(seconds)
+
+    def metrics_text(self) -> str:
+        """controller-runtime's metrics of this controller (Prometheus text format)."""
+        q = 'name="inferenceservice"'
+        c = 'controller="inferenceservice"'
+        lines = [
+            "# TYPE workqueue_depth gauge",
+            f"workqueue_depth{{{q}}} {len(self._queue)}",
+            "# TYPE workqueue_adds_total counter",
+            f"workqueue_adds_total{{{q}}} {self.adds}",
+            "# TYPE controller_runtime_reconcile_total counter",
+            f'controller_runtime_reconcile_total{{{c},result="success"}} {self.reconciles}',
+            f'controller_runtime_reconcile_total{{{c},result="error"}} 0',
+            "# TYPE controller_runtime_reconcile_errors_total counter",
+            f"controller_runtime_reconcile_errors_total{{{c}}} 0",
+            *self.queue_duration.lines("workqueue_queue_duration_seconds", q),
+            *self.reconcile_time.lines("controller_runtime_reconcile_time_seconds", c),
+        ]
+        return "\n".join(lines) + "\n"
 
     def _schedule(self, namespace: str, name: str, uid: str) -> None:
         loop = asyncio.get_running_loop()
@@ -1017,6 +1131,10 @@ class FakeIngress:
     with ``path`` (e.g. ``/openai``, as KServe's Hugging Face runtime) the OpenAI API is served
     below that path only, which the status URL does not say.
 
+    ``GET /metrics`` through a Ready InferenceService's Host answers the shared engine's vLLM
+    metrics (:mod:`servingperf.emulator.vllm_metrics`) of that InferenceService's served ids only,
+    as its own vLLM would; those scrapes are counted in ``scrapes``, not in ``requests``.
+
     Costs: one dict lookup per request for the route; one front end (an aiohttp router, about
     6 KB) per distinct served id set, made at its first request, all on the one engine: 2,000
     InferenceServices under their own names cost about 12 MB."""
@@ -1038,6 +1156,7 @@ class FakeIngress:
         self._seed = seed
         self.domain = domain
         self.requests: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.scrapes: collections.Counter[tuple[str, str]] = collections.Counter()
         self.rejected: collections.Counter[str] = collections.Counter()
         self.url = ""
         self.ground_truth: list[Any] = []  # the emulator's GroundTruthRecords, once started
@@ -1045,6 +1164,7 @@ class FakeIngress:
         self._engine: Any = None
         self._log: Any = None
         self._front_ends: dict[tuple[str, ...], web.Application] = {}
+        self._metrics: Any = None
         server.ingress = self
 
     def url_for(self, name: str, namespace: str) -> str:
@@ -1084,8 +1204,10 @@ class FakeIngress:
         from servingperf.emulator.groundtruth import GroundTruthLog
         from servingperf.emulator.http import MAX_BODY_BYTES
         from servingperf.emulator.profiles import resolve_profile
+        from servingperf.emulator.vllm_metrics import EngineMetrics
 
         self._engine = Engine(resolve_profile(self._profile, {}))
+        self._metrics = EngineMetrics(self._engine, []).attach()
         self._log = GroundTruthLog()
         self.ground_truth = self._log.records
         app = web.Application(client_max_size=MAX_BODY_BYTES)
@@ -1129,6 +1251,7 @@ class FakeIngress:
             )
             front_end.mark_listening()
             app = self._front_ends[model_ids] = front_end.build_app()
+            self._metrics.add_models(model_ids)
         return app
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
@@ -1138,8 +1261,18 @@ class FakeIngress:
             self.rejected[host] += 1
             return web.Response(status=404, text=f"no route to host {host!r}")
         meta = obj["metadata"]
-        self.requests[(str(meta["namespace"]), str(meta["name"]))] += 1
+        key = (str(meta["namespace"]), str(meta["name"]))
         path = request.rel_url.path
+        if path == "/metrics" and request.method == "GET":
+            self.scrapes[key] += 1
+            served = served_model_ids(obj)
+            self._front_end(served)
+            from servingperf.emulator.vllm_metrics import CONTENT_TYPE
+
+            response = web.Response(body=self._metrics.render(served))
+            response.headers["Content-Type"] = CONTENT_TYPE
+            return response
+        self.requests[key] += 1
         if self._path:  # the runtime serves its API below this path only
             if not path.startswith(f"{self._path}/"):
                 return web.Response(status=404, text=f"{path}: not found")

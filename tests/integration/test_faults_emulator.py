@@ -91,7 +91,7 @@ async def _settled(server: RunningServer, n: int) -> None:
 
 CASES = [
     (FaultSpec(error_status={503: 1.0}), "http_503", ErrorKind.HTTP_STATUS, "HTTP 503"),
-    (FaultSpec(error_status={429: 1.0}), "http_429", ErrorKind.HTTP_STATUS, "HTTP 429"),
+    (FaultSpec(error_status={429: 1.0}), "http_429", ErrorKind.RATE_LIMITED, "HTTP 429"),
     (FaultSpec(stall_p=1.0, stall_s=30), "stall", ErrorKind.TIMEOUT, "no answer within 0.5 s"),
     (FaultSpec(disconnect_p=1.0, disconnect_after_tokens=2), "disconnect", ErrorKind.PROTOCOL, ""),
     (FaultSpec(bad_json_p=1.0), "bad_json", ErrorKind.PROTOCOL, ""),

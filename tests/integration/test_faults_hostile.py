@@ -111,6 +111,37 @@ SCENARIOS: dict[str, tuple[str | bytes, str]] = {
         + BASE,
         "lower 'prompts' or 'synthetic_input_tokens'",
     ),
+    "tokenizer-hub-name": (
+        "name: x\n"
+        + BASE.replace("load_time_s: 0}", "load_time_s: 0}\n    tokens: {tokenizer: org/model}"),
+        "model 'm': tokens.tokenizer 'org/model' is not a local file or folder (it looks like a"
+        " model hub name): servingperf never downloads tokenizers",
+    ),
+    "tokenizer-missing": (
+        "name: x\n"
+        + BASE.replace("load_time_s: 0}", "load_time_s: 0}\n    tokens: {tokenizer: nope.json}"),
+        "model 'm': tokens.tokenizer 'nope.json': no such file or folder",
+    ),
+    "tokenizer-not-one": (
+        "name: x\n"
+        + BASE.replace("load_time_s: 0}", "load_time_s: 0}\n    tokens: {tokenizer: x.yaml}"),
+        "x.yaml: not a Hugging Face tokenizer file",
+    ),
+    "count-from-unknown": (
+        "name: x\n"
+        + BASE.replace(
+            "load_time_s: 0}", "load_time_s: 0}\n    tokens: {output_tokens_from: server}"
+        ),
+        "models[0].tokens.output_tokens_from: Input should be 'usage' or 'stream'",
+    ),
+    "usage-mismatch-of-zero": (
+        "name: x\n"
+        + BASE.replace(
+            "load_time_s: 0}",
+            "load_time_s: 0, faults: {usage_mismatch_p: 1, usage_extra_tokens: 0}}",
+        ),
+        "usage_extra_tokens: 0 makes no mismatch",
+    ),
     "token-env-missing": (
         "name: x\nplatform: {kind: static}\nmodels:\n  - name: m\n"
         "    endpoint: {url: 'http://127.0.0.1:9', token_env: SERVINGPERF_TEST_NOT_SET}\n"

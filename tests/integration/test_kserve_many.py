@@ -159,7 +159,7 @@ def read_run(out: Path) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict
     ("namespaces", "per_namespace", "queries"),
     [pytest.param(12, 17, 3, id="seed-12x17"), pytest.param(100, 20, 1, id="2000")],
 )
-@pytest.mark.slow  # 8 s and 12 s here
+@pytest.mark.slow  # 12 s and 60 s here (the 2000: scraping every instance at its boundaries)
 def test_many_model_through_the_cli(
     tmp_path: Path, namespaces: int, per_namespace: int, queries: int
 ) -> None:

@@ -3,7 +3,8 @@ of the ``kserve`` package (0.21, in its own venv made by scripts/test.sh), servi
 model defined in tests/integration/kserve_real/model_server.py, bound to 127.0.0.1.
 
 Checks: probe (health and model readiness) passes; unary generation returns the server's token
-counts; TTFT is absent for these unary calls; a wrong model name is a clear failure.
+counts; TTFT is absent for these unary calls; a wrong model name is a clear failure; and a
+scenario on the static platform reaches the server's gRPC front end by ``endpoint.grpc_address``.
 """
 
 from __future__ import annotations
@@ -17,11 +18,14 @@ from pathlib import Path
 
 import pytest
 
+from servingperf.config import parse_scenario
 from servingperf.errors import TargetError
+from servingperf.load.sinks import NullProgress
 from servingperf.model.records import Exchange, GenerationRequest, RequestStatus
 from servingperf.model.specs import ProtocolKind
 from servingperf.model.target import Target
 from servingperf.protocols.registry import create_client
+from servingperf.scenarios.runner import RunOptions, run_scenario
 
 SERVER = Path(__file__).parent / "kserve_real" / "model_server.py"
 
@@ -43,20 +47,24 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def kserve_server():  # type: ignore[no-untyped-def]
+def kserve_server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     python = _kserve_python()
     http_port, grpc_port = _free_port(), _free_port()
+    # The server logs a line per request: to a file, never to a pipe nobody reads (a full pipe
+    # blocks the server after a few hundred requests).
+    log_path = tmp_path_factory.mktemp("kserve") / "server.log"
+    log = log_path.open("wb")
     process = subprocess.Popen(
         [python, str(SERVER), str(http_port), str(grpc_port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
     )
     deadline = time.monotonic() + 60
     try:
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                pytest.fail(f"kserve model server exited: {process.stderr.read()[-2000:]}")
+                pytest.fail(f"kserve model server exited: {log_path.read_text()[-2000:]}")
             try:
                 with (
                     socket.create_connection(("127.0.0.1", http_port), timeout=0.5),
@@ -75,8 +83,7 @@ def kserve_server():  # type: ignore[no-untyped-def]
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        if process.stderr is not None:
-            process.stderr.close()
+        log.close()
 
 
 async def _generate(target: Target, max_tokens: int) -> Exchange:
@@ -124,3 +131,32 @@ async def test_clients_against_the_real_kserve_model_server(kserve_server, kind)
             await asyncio.wait_for(wrong.probe(), 30)
     finally:
         await wrong.aclose()
+
+
+async def test_static_platform_runs_a_scenario_over_the_real_kserve_grpc_server(
+    kserve_server, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """platform: static with endpoint.grpc_address (plaintext) reaches the real server's gRPC
+    front end: every request is an ok record of the requested length, counted by the server."""
+    _, grpc_port = kserve_server
+    text = f"""
+name: static-kserve-grpc
+platform: {{kind: static}}
+models:
+  - name: words
+    protocol: kserve-v2-grpc
+    endpoint: {{grpc_address: "grpc://127.0.0.1:{grpc_port}"}}
+load: {{users: 2, duration_s: 1, ramp_up_s: 0, stream: false, workers: 1, drain_s: 10}}
+dataset: {{source: synthetic, synthetic_input_tokens: 8, prompts: 4, output_tokens: 5}}
+"""
+    spec = parse_scenario(text, "static-kserve-grpc.yaml")
+    options = RunOptions(base_dir=tmp_path, runs_dir=tmp_path, out=tmp_path / "run", report=False)
+    outcome = await run_scenario(spec, options, NullProgress(), asyncio.Event())
+    rows = outcome.run_dir.read_records().to_pylist()
+    assert len(rows) >= 4
+    assert {r["status"] for r in rows} == {"ok"}
+    assert {(r["output_tokens"], r["token_source"]) for r in rows} == {(5, "usage")}
+    deployments = outcome.run_dir.read_deployments().to_pylist()
+    assert [(d["status"], d["endpoint"]) for d in deployments] == [
+        ("ready", f"grpc://127.0.0.1:{grpc_port}")
+    ]

@@ -23,6 +23,7 @@ from servingperf.platforms.local import LocalPlatform
 from servingperf.platforms.reaper import STATE_ENV, find_servers
 from servingperf.results.record_writer import ParquetRecordWriter
 from servingperf.results.rundir import RunDir, RunInfo
+from servingperf.scenarios.context import RunContext
 from servingperf.scenarios.many_model import (
     PHASE_DEPLOY,
     PHASE_DRIVER,
@@ -31,7 +32,8 @@ from servingperf.scenarios.many_model import (
     plan_namespaces,
     run_many_model,
 )
-from servingperf.scenarios.runner import RunContext, RunOptions, run_scenario
+from servingperf.scenarios.runner import RunOptions, run_scenario
+from servingperf.telemetry.session import ServerMetrics
 
 pytestmark = pytest.mark.slow
 
@@ -191,8 +193,18 @@ async def test_failed_instances_are_reported_and_the_others_go_on(tmp_path: Path
         environment={},
     )
     records = ParquetRecordWriter(run_dir.records_dir)
+    metrics = ServerMetrics(spec.metrics, run_dir.metrics_dir, t0)  # never started: inert
     context = RunContext(
-        spec, tmp_path, run_dir, info, t0, platform, records, NullProgress(), asyncio.Event()
+        spec,
+        tmp_path,
+        run_dir,
+        info,
+        t0,
+        platform,
+        records,
+        NullProgress(),
+        asyncio.Event(),
+        metrics,
     )
     try:
         await run_many_model(context)
@@ -206,7 +218,7 @@ async def test_failed_instances_are_reported_and_the_others_go_on(tmp_path: Path
     assert crashed["status"] == "failed"
     assert "exited with code 3 while starting" in crashed["failure_reason"]
     assert stuck["status"] == "failed"
-    assert stuck["failure_reason"] == "not ready after 4 s"
+    assert stuck["failure_reason"].startswith("not ready after 4 s (last log lines: ")
     for failed in (crashed, stuck):
         assert failed["ready_at"] is None
         assert failed["validations_ok"] == failed["validations_failed"] == 0

@@ -65,8 +65,9 @@ async def test_a_stop_during_the_concurrent_phase_ends_the_run_there(
     loop = asyncio.get_running_loop()
     loop.call_later(1.5, stop.set)
     started = loop.time()
-    text = _static(server_url, "{users: 2, duration_s: 30, ramp_up_s: 0.2, workers: 1}")
-    outcome = await _run(text, tmp_path / "run", stop)
+    # no start-of-run calibration: the stop must land in the concurrent phase, 1.5 s in
+    load = "{users: 2, duration_s: 30, ramp_up_s: 0.2, workers: 1, calibration_s: 0}"
+    outcome = await _run(_static(server_url, load), tmp_path / "run", stop)
     assert loop.time() - started < 10  # not the 30 s planned, nor a sequential phase
     info = outcome.run_dir.read_info()
     assert info.status == "incomplete"

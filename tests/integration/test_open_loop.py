@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from servingperf.load.open_loop import OpenLoopPlan, run_open_loop
+from servingperf.load.open_loop import OpenLoopArrivals
+from servingperf.load.phase import PhasePlan, run_phase_loop
 from servingperf.load.schedules import arrival_times
 from servingperf.load.shard import Shard, run_shard
 from servingperf.load.sinks import ListSink, LoadCounters, NullProgress
@@ -83,13 +84,14 @@ async def test_in_flight_requests_are_cut_and_stop_ends_early() -> None:
 
 
 async def test_an_exhausted_schedule_lets_its_last_requests_finish() -> None:
-    plan = OpenLoopPlan(arrivals=[(0, 0.0), (1, 0.05)], duration_s=0.4)
+    plan = PhasePlan(duration_s=0.4)
+    workload = OpenLoopArrivals([(0, 0.0), (1, 0.05)], fake_requests(worker=0))
     sink = ListSink()
     client = FakeClient(first_delay_s=0.02, tokens=2)
-    timing = await run_open_loop(
-        client,
+    timing = await run_phase_loop(
         plan,
-        fake_requests(worker=0),
+        workload,
+        client,
         sink,
         NullProgress(),
         LoadCounters("i", "p"),
@@ -97,3 +99,18 @@ async def test_an_exhausted_schedule_lets_its_last_requests_finish() -> None:
     )
     assert [r.status for r in sink.records] == ["ok", "ok"]
     assert not timing.stopped_early
+
+
+async def test_an_open_loop_drain_finishes_in_flight_requests_and_sends_no_late_arrival() -> None:
+    schedule = RateScheduleSpec(rate_rps=40, arrivals="constant")
+    load = LoadSpec(schedule=schedule, duration_s=0.5, ramp_up_s=0.0, drain_s=5.0)
+    client = FakeClient(first_delay_s=0.2, tokens=2)
+    sink, counters = ListSink(), LoadCounters("i", "load")
+    timing = await run_shard(
+        load, Shard(), client, fake_requests(worker=0), sink, NullProgress(), counters, 0.0
+    )
+    records = sink.records
+    assert records and all(r.status == "ok" for r in records)
+    assert counters.cut == 0
+    assert any((r.t_end_s or 0) > timing.measure_end_s for r in records)
+    assert all((r.t_sent_s or 0) <= timing.measure_end_s for r in records)

@@ -286,3 +286,69 @@ async def test_bytes_after_the_response_end_keep_the_request_but_drop_the_connec
             assert exchange.chunk_tokens == [1, 1, 1]
         await client.aclose()
     assert server.connections == 2
+
+
+def _counted(text: str, ids: list[int], running: int, finish: str | None = None) -> bytes:
+    """A vLLM chunk with its token ids and running usage (both per-chunk server counts)."""
+    choice = {"index": 0, "text": text, "token_ids": ids, "finish_reason": finish}
+    usage = {"prompt_tokens": 3, "completion_tokens": running}
+    return b"data: " + json.dumps({"choices": [choice], "usage": usage}).encode() + b"\n\n"
+
+
+# vLLM streaming "日本" as byte-level tokens: two chunks with empty text, then the text; an
+# end-of-sequence token whose text is skipped closes the answer.
+VLLM_HELD = (
+    _counted("", [1], 1)
+    + _counted("", [2], 2)
+    + _counted("日本", [3], 3)
+    + _counted(" ok", [4], 4)
+    + _counted("", [5], 5, "stop")
+    + b'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":5}}\n\n'
+    + b"data: [DONE]\n\n"
+)
+
+
+@pytest.mark.parametrize("split", ["whole", "bytewise", "chunk-7"])
+@pytest.mark.parametrize("ask", ["chunk_usage", "token_ids"])
+async def test_tokens_on_chunks_without_text_are_carried_by_the_next_text(
+    split: str, ask: str
+) -> None:
+    raw = HEAD_CHUNKED + _chunked(VLLM_HELD, 7 if split == "chunk-7" else len(VLLM_HELD))
+    pieces = _bytewise(raw) if split == "bytewise" else [raw]
+    async with serve(lambda _: pieces) as server:
+        target = Target(
+            url=f"http://127.0.0.1:{server.port}",
+            model="m",
+            protocol=ProtocolKind.OPENAI_COMPLETIONS,
+            chunk_usage=ask == "chunk_usage",
+            token_ids=ask == "token_ids",
+        )
+        client = OpenAIClient(target)
+        exchange = _exchange()
+        await client.generate(exchange)
+        await client.aclose()
+    assert exchange.status is RequestStatus.OK, exchange.error_message
+    assert exchange.chunk_tokens == [3, 1]  # "日本" brings its two held tokens
+    assert exchange.tokens_without_text == 1  # the end-of-sequence token
+    assert exchange.streamed_tokens == exchange.usage_output_tokens == 5
+    assert exchange.chunk_source is not None and exchange.chunk_source.value == "server"
+    sent = json.loads(server.requests[0].split(b"\r\n\r\n", 1)[1])
+    if ask == "chunk_usage":
+        assert sent["stream_options"] == {"include_usage": True, "continuous_usage_stats": True}
+        assert "return_token_ids" not in sent
+    else:
+        assert sent["stream_options"] == {"include_usage": True}
+        assert sent["return_token_ids"] is True
+
+
+async def test_nothing_extra_is_asked_by_default() -> None:
+    async with serve(lambda _: [HEAD_CHUNKED + _chunked(STREAM, 16)]) as server:
+        client = _client(server.port)
+        exchange = _exchange()
+        await client.generate(exchange)
+        await client.aclose()
+    sent = json.loads(server.requests[0].split(b"\r\n\r\n", 1)[1])
+    assert sent["stream_options"] == {"include_usage": True}
+    assert "return_token_ids" not in sent
+    assert exchange.chunk_tokens == [1, 1, 1]  # the empty chunk carries nothing
+    assert exchange.chunk_source is not None and exchange.chunk_source.value == "chunks"

@@ -152,16 +152,18 @@ def test_step_by_step_migration_and_newer_store_refused(store_location: str) -> 
 
     engine = create_store_engine(store_location)
     try:
-        v2 = [*MIGRATIONS, Migration(2, "add runs.comment_v2", add_comment)]
-        assert upgrade(engine, v2) == 2
-        assert upgrade(engine, v2) == 2  # nothing left to do
+        step = len(MIGRATIONS) + 1  # a next version, after every shipped one
+        v2 = [*MIGRATIONS, Migration(step, "add runs.comment_v2", add_comment)]
+        assert upgrade(engine, v2) == step
+        assert upgrade(engine, v2) == step  # nothing left to do
         with engine.connect() as conn:
             versions = conn.execute(text("SELECT version FROM schema_version ORDER BY 1")).all()
-        assert [v for (v,) in versions] == [1, 2]
+        assert [v for (v,) in versions] == list(range(1, step + 1))
         assert "comment_v2" in {c["name"] for c in inspect(engine).get_columns("runs")}
     finally:
         engine.dispose()
-    with pytest.raises(StoreError, match=r"schema version 2 is newer .*\(1\); upgrade servingperf"):
+    newer = rf"schema version {step} is newer .*\({step - 1}\); upgrade servingperf"
+    with pytest.raises(StoreError, match=newer):
         open_store(store_location)
 
 

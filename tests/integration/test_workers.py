@@ -15,6 +15,7 @@ import pytest
 
 from servingperf.config import parse_scenario
 from servingperf.load.engine import Recipe, run_phase
+from servingperf.load.execute import PhaseTiming
 from servingperf.load.schedules import arrival_times
 from servingperf.load.sinks import ListSink, LoadCounters, NullProgress
 from servingperf.model.specs import LoadSpec, RateScheduleSpec
@@ -35,13 +36,17 @@ def _read(records_dir: Path) -> pa.Table:
 
 
 async def _phase(
-    tmp_path: Path, load: LoadSpec, recipe: Recipe, stop: asyncio.Event | None = None
+    tmp_path: Path,
+    load: LoadSpec,
+    recipe: Recipe,
+    stop: asyncio.Event | None = None,
+    timings: list[PhaseTiming] | None = None,
 ) -> tuple[pa.Table, LoadCounters, ListSink]:
     records_dir = tmp_path / "records"
     records_dir.mkdir()
     counters = LoadCounters("i", "load")
     sink = ListSink()
-    await run_phase(
+    timing = await run_phase(
         load,
         recipe,
         instance="i",
@@ -54,6 +59,8 @@ async def _phase(
         stop=stop,
         workers=2,
     )
+    if timings is not None:
+        timings.append(timing)
     return _read(records_dir), counters, sink
 
 
@@ -65,7 +72,8 @@ async def test_two_workers_share_an_open_loop_schedule_exactly(tmp_path: Path) -
     schedule = RateScheduleSpec(rate_rps=60, arrivals="poisson", max_concurrency=64)
     load = LoadSpec(schedule=schedule, duration_s=1.5, ramp_up_s=0.25, seed=11)
     recipe = Recipe(fake_target(first_delay_s=0.01, tokens=3), FAKE, REQUESTS, {})
-    table, counters, sink = await _phase(tmp_path, load, recipe)
+    timings: list[PhaseTiming] = []
+    table, counters, sink = await _phase(tmp_path, load, recipe, timings=timings)
     assert sink.records == []  # records never cross the pipe
     # each worker writes its own segments (one or more, by flush interval)
     assert sorted({p.name[:10] for p in (tmp_path / "records").glob("*.parquet")}) == [
@@ -74,7 +82,15 @@ async def test_two_workers_share_an_open_loop_schedule_exactly(tmp_path: Path) -
     ]
     rows = table.to_pylist()
     expected = list(arrival_times(schedule, until_s=1.75, seed=11))
-    assert sorted(r["user"] for r in rows) == list(range(len(expected)))  # each arrival once
+    users = sorted(r["user"] for r in rows)
+    # each arrival at most once, from the one schedule; on a loaded machine a worker that starts
+    # late may not send its last arrivals before the phase ends: those are counted as unsent
+    # (its health record, the validity verdict's evidence), never lost silently
+    assert len(set(users)) == len(users) and set(users) <= set(range(len(expected)))
+    unsent = sum(h.unsent for h in timings[0].health)
+    # every missing arrival is counted (a worker counts what was due by its own end of issuing,
+    # which may be a few arrivals past the common end: at least the missing ones)
+    assert len(expected) - len(users) <= unsent, (len(users), unsent, len(expected))
     assert all(r["worker"] == 1 + r["user"] % 2 for r in rows)  # round-robin shards
     starts = [r["t_scheduled_s"] - expected[r["user"]] for r in rows]
     assert max(starts) - min(starts) < 1e-6  # one common start time for both processes
@@ -97,10 +113,11 @@ async def test_stop_reaches_every_worker(tmp_path: Path) -> None:
     load = LoadSpec(users=4, duration_s=60.0, ramp_up_s=0.0)
     recipe = Recipe(fake_target(first_delay_s=0.05, tokens=1), FAKE, REQUESTS, {})
     stop = asyncio.Event()
-    asyncio.get_running_loop().call_later(3.0, stop.set)
+    # 10 s: the workers are spawned processes, whose start takes seconds on a loaded machine
+    asyncio.get_running_loop().call_later(10.0, stop.set)
     started = time.monotonic()
     table, _, _ = await _phase(tmp_path, load, recipe, stop)
-    assert time.monotonic() - started < 30.0
+    assert time.monotonic() - started < 40.0  # the phase was 60 s
     assert {r["worker"] for r in table.to_pylist()} == {1, 2}
     assert _no_children_left()
 

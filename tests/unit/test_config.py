@@ -45,7 +45,7 @@ def test_valid_scenario_and_defaults() -> None:
             VALID.replace(
                 "    emulator: {profile: flan-t5-small}", "    endpoint: {url: http://x}"
             ),
-            "s.yaml:3: models[0]: platform 'local' runs the embedded emulator",
+            "s.yaml:3: models[0]: platform 'local' starts the embedded emulator",
         ),
         (VALID + "dataset: {output_tokens: 0}\n", "s.yaml:8: dataset: output_tokens must be"),
     ],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import json
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -18,6 +19,7 @@ from servingperf.emulator.faults import (
     fault_spec_from_pairs,
 )
 from servingperf.emulator.openai_format import StreamEncoder
+from servingperf.emulator.tokenizer import token_id, tokens_text
 from servingperf.errors import ConfigError
 from servingperf.model.specs import FaultSpec
 from servingperf.protocols.sse import SseParser
@@ -49,6 +51,10 @@ def test_frequencies_follow_the_probabilities_and_faults_exclude_each_other() ->
         disconnect_p=0.1,
         bad_json_p=0.05,
         bad_framing_p=0.05,
+        multi_token_p=0.05,
+        usage_mismatch_p=0.05,
+        reasoning_p=0.05,
+        empty_200_p=0.05,
     )
     plan = FaultPlan(spec)
     counts = collections.Counter(
@@ -62,7 +68,11 @@ def test_frequencies_follow_the_probabilities_and_faults_exclude_each_other() ->
         "disconnect": 0.1,
         "bad_json": 0.05,
         "bad_framing": 0.05,
-        None: 0.45,
+        "multi_token": 0.05,
+        "usage_mismatch": 0.05,
+        "reasoning_first": 0.05,
+        "empty_200": 0.05,
+        None: 0.25,
     }
     assert set(counts) == set(expected)
     for label, p in expected.items():  # 10,000 draws: 4 standard deviations is < 0.02
@@ -149,6 +159,11 @@ def test_fault_options_round_trip() -> None:
         start="never-ready",
         crash_after_requests=7,
         crash_after_s=1.5,
+        multi_token_p=0.1,
+        tokens_per_chunk=3,
+        multi_token_empty_text=True,
+        usage_mismatch_p=0.1,
+        usage_extra_tokens=-2,
     )
     args = fault_args(spec)
     assert args[::2] == ["--fault"] * (len(args) // 2)
@@ -176,3 +191,48 @@ def test_bad_fault_options_are_config_errors(pairs: list[str], message: str) -> 
     with pytest.raises(ConfigError) as caught:
         fault_spec_from_pairs(pairs)
     assert message in str(caught.value)
+
+
+def test_shape_faults_carry_their_parameters() -> None:
+    spec = FaultSpec(multi_token_p=1.0, tokens_per_chunk=3, multi_token_empty_text=True)
+    fault = FaultPlan(spec).draw("r")
+    assert fault == RequestFault(FaultKind.MULTI_TOKEN, tokens=3, empty_text=True)
+    assert fault.label == "multi_token"
+    assert fault.token_index(10) == -1  # not a mid-stream fault: it never breaks the stream
+    assert FaultPlan(FaultSpec(usage_mismatch_p=1.0, usage_extra_tokens=-2)).draw("r") == (
+        RequestFault(FaultKind.USAGE_MISMATCH, tokens=-2)
+    )
+    assert FaultPlan(FaultSpec(reasoning_p=1.0)).draw("r") == RequestFault(
+        FaultKind.REASONING_FIRST, tokens=8
+    )
+
+
+@pytest.mark.parametrize("chat", [False, True], ids=["completions", "chat"])
+def test_a_chunk_of_several_tokens_is_vllm_shaped(chat: bool) -> None:
+    encoder = StreamEncoder(
+        chat=chat,
+        response_id="x",
+        created=0,
+        model="m",
+        prompt_tokens=3,
+        include_usage=True,
+        continuous_usage=True,
+        token_ids=True,
+    )
+    merged = json.loads(encoder.chunk(4, 8, None)[6:])
+    held = json.loads(encoder.chunk(5, 6, None, text_from=6)[6:])
+    brought = json.loads(encoder.chunk(7, 8, "length", text_from=4)[6:])
+    reasoning = json.loads(encoder.chunk(0, 1, None, reasoning=True)[6:])
+
+    def text(chunk: dict[str, Any]) -> str:
+        choice = chunk["choices"][0]
+        return str(choice["delta"].get("content", "")) if chat else str(choice["text"])
+
+    assert text(merged) == tokens_text(4, 8) and len(tokens_text(4, 8).split()) == 4
+    assert merged["choices"][0]["token_ids"] == [token_id(i) for i in range(4, 8)]
+    assert merged["usage"]["completion_tokens"] == 8  # running usage
+    assert text(held) == "" and held["choices"][0]["token_ids"] == [token_id(5)]
+    assert text(brought) == tokens_text(4, 8)
+    assert brought["choices"][0]["finish_reason"] == "length"
+    if chat:
+        assert reasoning["choices"][0]["delta"] == {"reasoning": tokens_text(0, 1)}

@@ -156,6 +156,7 @@ def _check(exchange: Exchange) -> None:
         assert exchange.error_kind in (
             ErrorKind.PROTOCOL,
             ErrorKind.GRPC_STATUS,
+            ErrorKind.RATE_LIMITED,
             ErrorKind.TIMEOUT,
             ErrorKind.CONNECT,
         )

@@ -54,6 +54,7 @@ def chunk_json(draw: st.DrawFn) -> Any:
                 ),
                 "finish_reason": st.one_of(st.none(), st.sampled_from(["stop", "length"]), _count),
                 "index": st.integers(0, 2),
+                "token_ids": st.one_of(st.lists(st.integers(0, 9), max_size=4), _count),
             },
         )
     )
@@ -90,16 +91,28 @@ def event_payload(draw: st.DrawFn) -> str:
 
 @st.composite
 def valid_payloads(draw: st.DrawFn) -> list[str]:
-    """A well-formed OpenAI stream (completions or chat shapes), usage chunk and ``[DONE]``."""
+    """A well-formed OpenAI stream (completions or chat shapes), usage chunk and ``[DONE]``;
+    now and then the server counts each chunk's tokens (``token_ids`` or running usage), and
+    chunks carry several tokens or hold their text back (``""``), as vLLM does."""
     chat = draw(st.booleans())
     n = draw(st.integers(0, 6))
+    counts = draw(st.sampled_from([None, "token_ids", "usage"]))
     out = (
         [json.dumps({"choices": [{"delta": {"role": "assistant", "content": ""}}]})] if chat else []
     )
+    running = 0
     for i in range(n):
-        choice: dict[str, Any] = {"delta": {"content": f"t{i}"}} if chat else {"text": f"t{i}"}
+        text = f"t{i}" if draw(st.integers(0, 3)) else ""
+        choice: dict[str, Any] = {"delta": {"content": text}} if chat else {"text": text}
         choice["finish_reason"] = "length" if i == n - 1 else None
-        out.append(json.dumps({"choices": [choice]}))
+        chunk: dict[str, Any] = {"choices": [choice]}
+        tokens = draw(st.integers(1, 3))
+        running += tokens
+        if counts == "token_ids":
+            choice["token_ids"] = list(range(tokens))
+        elif counts == "usage":
+            chunk["usage"] = {"completion_tokens": running, "prompt_tokens": 1}
+        out.append(json.dumps(chunk))
     if draw(st.booleans()):
         usage = {"completion_tokens": n, "prompt_tokens": draw(st.integers(0, 9))}
         out.append(json.dumps({"choices": [], "usage": usage}))
@@ -192,7 +205,11 @@ def _check(exchange: Exchange) -> None:
     assert exchange.status in (RequestStatus.OK, RequestStatus.ERROR)
     assert exchange.mono_end is not None
     if exchange.status is RequestStatus.ERROR:
-        assert exchange.error_kind in (ErrorKind.PROTOCOL, ErrorKind.HTTP_STATUS), exchange
+        assert exchange.error_kind in (
+            ErrorKind.PROTOCOL,
+            ErrorKind.HTTP_STATUS,
+            ErrorKind.RATE_LIMITED,
+        ), exchange
         assert exchange.error_message
     assert all(t >= 1 for t in exchange.chunk_tokens)
     assert len(exchange.chunk_tokens) == len(exchange.chunk_monos)
@@ -205,7 +222,9 @@ def _outcome(exchange: Exchange) -> tuple[object, ...]:
     return (
         exchange.status,
         exchange.error_kind,
-        sum(exchange.chunk_tokens),
+        tuple(exchange.chunk_tokens),
+        exchange.tokens_without_text,
+        exchange.chunk_source,
         exchange.usage_output_tokens,
         exchange.usage_input_tokens,
         exchange.finish_reason,
@@ -291,7 +310,13 @@ _WHOLE_BODY = json.dumps(
     {"choices": [{"text": "abc", "finish_reason": "length"}], "usage": {"completion_tokens": 3}}
 ).encode()
 _GOOD_STATUS = [b"HTTP/1.1 200 OK"] * 6 + [b"HTTP/1.0 200 OK", b"HTTP/1.1 200"]
-_BAD_STATUS = [b"HTTP/1.1 500 Oops", b"HTTP/1.1 abc", b"HTTP/2 200", b"garbage"]
+_BAD_STATUS = [
+    b"HTTP/1.1 500 Oops",
+    b"HTTP/1.1 429 Too Many Requests",
+    b"HTTP/1.1 abc",
+    b"HTTP/2 200",
+    b"garbage",
+]
 
 
 @st.composite

@@ -112,6 +112,37 @@ def test_too_few_samples_and_no_samples() -> None:
     assert none.verdict == NOT_APPLICABLE
 
 
+def _bimodal(rng: np.random.Generator, share_fast: float, n: int = 160) -> npt.NDArray[np.float64]:
+    """TTFT of closed-loop users in lockstep with a server's steps: admitted by the step that
+    starts as they arrive (35 ms) or by the next one (44 ms)."""
+    fast = rng.random(n) < share_fast
+    return np.where(fast, 0.035, 0.044) + 0.001 * rng.standard_normal(n)
+
+
+def test_a_bimodal_ttft_is_judged_not_degraded_when_the_server_is_steady() -> None:
+    """The multi-model TTFT figure: the modes' shares drift a little between phases (0.5 and
+    0.45 here) and nothing else changes. The figure must say "not degraded"; a median, which
+    jumps between the modes, cannot decide."""
+    (ttft,) = [f for f in FIGURES if f.metric == "ttft_s"]
+    undecided = 0
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        concurrent, sequential = _bimodal(rng, 0.5), _bimodal(rng, 0.45)
+        assert _judge(concurrent, sequential, ttft.statistic, seed=seed).verdict == NOT_DEGRADED
+        undecided += _judge(concurrent, sequential, "median", seed=seed).verdict == INCONCLUSIVE
+    assert undecided >= 5  # the median could not decide (10 of the 20): what the strict test saw
+
+
+def test_the_ttft_figure_still_finds_a_real_slow_down() -> None:
+    (ttft,) = [f for f in FIGURES if f.metric == "ttft_s"]
+    rng = np.random.default_rng(7)
+    slower = _bimodal(rng, 0.5) * 1.3
+    slower[:3] = 5.0  # a few stragglers do not move it either
+    result = _judge(slower, _bimodal(rng, 0.5), ttft.statistic)
+    assert result.verdict == DEGRADED
+    assert result.degradation == pytest.approx(0.3, abs=0.05)
+
+
 def test_the_bootstrap_is_seeded() -> None:
     rng = np.random.default_rng(5)
     a, b = _latencies(rng, 1.2, 50), _latencies(rng, 1.0, 50)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from servingperf.model.records import (
+    ChunkTokenSource,
     ErrorKind,
     Exchange,
     GenerationRequest,
     RequestContext,
+    TokenSource,
     freeze,
 )
 
@@ -82,3 +84,56 @@ def test_two_writers_of_the_same_worker_number_never_overwrite_each_other(tmp_pa
     table = RunDir(tmp_path).read_records()
     assert sorted(table.column("request_id").to_pylist()) == ["first", "second"]
     assert table.schema.names == REQUEST_SCHEMA.names
+
+
+def test_both_counts_are_kept_and_a_mismatch_is_flagged() -> None:
+    ex = _exchange()
+    ex.mono_sent = 100.0
+    ex.token_chunk(100.1, 4, source=ChunkTokenSource.SERVER)
+    ex.token_chunk(100.2, 4, source=ChunkTokenSource.SERVER)
+    ex.tokens_without_text = 1  # an end-of-sequence token without text
+    ex.usage_output_tokens = 12
+    ex.succeed(100.3)
+    rec = freeze(ex, CTX, t0=100.0)
+    assert (rec.stream_output_tokens, rec.usage_output_tokens) == (9, 12)
+    assert rec.token_mismatch is True
+    assert rec.chunk_token_source == "server"
+    assert (rec.output_tokens, rec.token_source) == (12, "usage")
+    from_stream = RequestContext("i", "m", "load", 0, 3, 7, 16, TokenSource.STREAM)
+    rec = freeze(ex, from_stream, t0=100.0)
+    assert (rec.output_tokens, rec.token_source) == (9, "stream")
+
+
+def test_agreeing_counts_are_not_a_mismatch_and_failures_are_not_compared() -> None:
+    ex = _exchange()
+    ex.mono_sent = 100.0
+    ex.token_chunk(100.1, 3)
+    ex.usage_output_tokens = 3
+    ex.succeed(100.2)
+    assert freeze(ex, CTX, t0=100.0).token_mismatch is False
+    ex = _exchange()
+    ex.mono_sent = 100.0
+    ex.token_chunk(100.1, 3)
+    ex.usage_output_tokens = 5
+    ex.fail(100.2, ErrorKind.PROTOCOL, "stream ended without [DONE]")
+    assert freeze(ex, CTX, t0=100.0).token_mismatch is None  # an incomplete stream
+
+
+def test_mixed_chunk_sources_say_so_and_whole_calls_have_no_stream_count() -> None:
+    ex = _exchange()
+    ex.mono_sent = 100.0
+    ex.token_chunk(100.1, 1, source=ChunkTokenSource.SERVER)
+    ex.token_chunk(100.2, 1, source=ChunkTokenSource.CHUNKS)
+    ex.succeed(100.3)
+    assert freeze(ex, CTX, t0=100.0).chunk_token_source == "mixed"
+    whole = _exchange(stream=False)
+    whole.mono_sent = 100.0
+    whole.usage_output_tokens = 8
+    whole.succeed(101.0)
+    rec = freeze(whole, RequestContext("i", "m", "load", 0, 3, 7, 16, TokenSource.STREAM), 100.0)
+    assert (rec.stream_output_tokens, rec.token_mismatch, rec.chunk_token_source) == (
+        None,
+        None,
+        None,
+    )
+    assert (rec.output_tokens, rec.token_source) == (8, "usage")  # the only count there is

@@ -106,6 +106,7 @@ def test_window_summary_exact_values() -> None:
         "ok": 3,
         "error": 1,
         "cut": 1,
+        "behind": 0,
         "measured": 3,
         "errors_by_kind": {"http_status": 1},
     }

@@ -66,7 +66,7 @@ from servingperf.analysis.stats import (
     widen_run_spread,
 )
 from servingperf.errors import ConfigError, ExitCode
-from servingperf.model.metrics import METRICS, Better, MetricDef
+from servingperf.model.metrics import METRICS, Better, Kind, MetricDef
 from servingperf.model.specs import Spec
 
 FloatArray = npt.NDArray[np.float64]
@@ -107,8 +107,8 @@ class RunVariance(enum.StrEnum):
 
 
 def is_rate_metric(metric: MetricDef) -> bool:
-    """Rate KPIs (throughput, goodput) have a per-second unit and one value per (sub-)window."""
-    return metric.unit.endswith("/s")
+    """Rate KPIs (throughput, goodput, error rate) have one value per (sub-)window."""
+    return metric.kind is Kind.RATE
 
 
 class KpiPolicySpec(Spec):
@@ -137,9 +137,10 @@ class GateSpec(Spec):
         default=5, ge=2, description="per side, for rate KPIs (sub-windows or runs)"
     )
     kpis: dict[str, KpiPolicySpec] = Field(
-        default_factory=lambda: {"ttft_s": KpiPolicySpec(threshold=0.10)},
-        description="per-KPI overrides; by default TTFT needs a 10% change, because queueing and"
-        " scheduling make it the noisiest figure between otherwise identical runs",
+        default_factory=dict,
+        description="per-KPI overrides; without one a KPI takes its declared default threshold"
+        " (TTFT needs a 10% change, because queueing and scheduling make it the noisiest figure"
+        " between otherwise identical runs), else the general threshold",
     )
 
     @field_validator("kpis")
@@ -156,7 +157,8 @@ class GateSpec(Spec):
         """Threshold, statistic and minimum samples per side in force for ``metric``."""
         rate = is_rate_metric(metric)
         override = self.kpis.get(metric.name, KpiPolicySpec())
-        threshold = override.threshold if override.threshold is not None else self.threshold
+        declared = metric.gate_threshold if metric.gate_threshold is not None else self.threshold
+        threshold = override.threshold if override.threshold is not None else declared
         default_stat = Statistic.MEAN if rate else Statistic.MEDIAN
         statistic = override.statistic if override.statistic is not None else default_stat
         default_min = self.min_samples_rate if rate else self.min_samples
@@ -415,6 +417,109 @@ def _fmt_pct(x: float) -> str:
     return f"{x * 100:+.1f}%"
 
 
+@dataclass(frozen=True, slots=True)
+class _Judgement:
+    """What every verdict of one comparison shares: the KPI, its policy and the samples' sizes."""
+
+    metric: MetricDef
+    instance: str
+    statistic: Statistic
+    threshold: float
+    confidence: float
+    n_reference: int
+    n_candidate: int
+    runs_reference: int
+    runs_candidate: int
+
+    def verdict(
+        self,
+        v: Verdict,
+        reason: str,
+        variance: RunVariance,
+        *,
+        ref_value: float | None = None,
+        cand_value: float | None = None,
+        rel: float | None = None,
+        ci: tuple[float, float] | None = None,
+        p: float | None = None,
+    ) -> KpiVerdict:
+        return KpiVerdict(
+            kpi=self.metric.name,
+            unit=self.metric.unit,
+            better=self.metric.better,
+            instance=self.instance,
+            statistic=self.statistic,
+            verdict=v,
+            reference_value=ref_value,
+            candidate_value=cand_value,
+            relative_change=rel,
+            ci_low=None if ci is None else ci[0],
+            ci_high=None if ci is None else ci[1],
+            p_value=p,
+            confidence=self.confidence,
+            threshold=self.threshold,
+            n_reference=self.n_reference,
+            n_candidate=self.n_candidate,
+            reason=reason,
+            runs_reference=self.runs_reference,
+            runs_candidate=self.runs_candidate,
+            run_variance=variance,
+        )
+
+
+def _ratio_replicates(
+    ref_runs: list[FloatArray],
+    cand_runs: list[FloatArray],
+    statistic: Statistic,
+    spec: GateSpec,
+    variance: RunVariance,
+) -> tuple[FloatArray, RunVariance]:
+    """Finite bootstrap replicates of candidate / reference, and the run variance they hold
+    (a borrowed spread that one side could not lend falls back to one side only)."""
+    rng = np.random.default_rng(spec.seed)
+    iterations = spec.bootstrap_iterations
+    if len(ref_runs) == 1 and len(cand_runs) == 1:
+        boot_ref = _bootstrap(ref_runs[0], statistic, iterations, rng)
+        boot_cand = _bootstrap(cand_runs[0], statistic, iterations, rng)
+    else:
+        q = _quantile(statistic)
+        ref_spread = widen_run_spread(ref_runs, q)
+        cand_spread = widen_run_spread(cand_runs, q)
+        boot_ref, ref_between = _side_replicates(
+            ref_spread, cand_spread, statistic, iterations, rng
+        )
+        boot_cand, cand_between = _side_replicates(
+            cand_spread, ref_spread, statistic, iterations, rng
+        )
+        if variance is RunVariance.BORROWED and not (ref_between and cand_between):
+            variance = RunVariance.ONE_SIDE
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = boot_cand / boot_ref
+    return ratios[np.isfinite(ratios)], variance
+
+
+def _interval(ratios: FloatArray, alpha: float) -> tuple[float, float, float]:
+    """The percentile interval of the ratio at 1 - ``alpha`` and the two-sided bootstrap p-value
+    of "no change" (ratio 1)."""
+    lo, hi = (float(x) for x in np.quantile(ratios, [alpha / 2, 1 - alpha / 2]))
+    below = (int(np.count_nonzero(ratios <= 1.0)) + 1) / (ratios.size + 1)
+    above = (int(np.count_nonzero(ratios >= 1.0)) + 1) / (ratios.size + 1)
+    return lo, hi, min(1.0, 2.0 * min(below, above))
+
+
+def _decide(
+    metric: MetricDef, rel: float, lo: float, hi: float, threshold: float
+) -> tuple[Verdict, str]:
+    """Unchanged below the threshold; else regressed or improved when the interval excludes 1,
+    inconclusive when it does not."""
+    if abs(rel) < threshold:
+        return Verdict.UNCHANGED, "below the threshold"
+    if lo <= 1.0 <= hi:
+        return Verdict.INCONCLUSIVE, "beyond the threshold but not significant"
+    worse = rel > 0 if metric.better is Better.LOWER else rel < 0
+    return (Verdict.REGRESSED if worse else Verdict.IMPROVED), "significant"
+
+
 def compare_kpi(
     metric: MetricDef,
     reference: Side,
@@ -435,106 +540,61 @@ def compare_kpi(
     ref_runs, cand_runs = _runs(reference), _runs(candidate)
     ref = np.concatenate(ref_runs) if ref_runs else np.empty(0)
     cand = np.concatenate(cand_runs) if cand_runs else np.empty(0)
-    confidence = 1.0 - spec.alpha
     variance = _run_variance(len(ref_runs), len(cand_runs))
-
-    def verdict(
-        v: Verdict,
-        reason: str,
-        *,
-        ref_value: float | None = None,
-        cand_value: float | None = None,
-        rel: float | None = None,
-        ci: tuple[float, float] | None = None,
-        p: float | None = None,
-    ) -> KpiVerdict:
-        return KpiVerdict(
-            kpi=metric.name,
-            unit=metric.unit,
-            better=metric.better,
-            instance=instance,
-            statistic=statistic,
-            verdict=v,
-            reference_value=ref_value,
-            candidate_value=cand_value,
-            relative_change=rel,
-            ci_low=None if ci is None else ci[0],
-            ci_high=None if ci is None else ci[1],
-            p_value=p,
-            confidence=confidence,
-            threshold=threshold,
-            n_reference=int(ref.size),
-            n_candidate=int(cand.size),
-            reason=reason,
-            runs_reference=len(ref_runs),
-            runs_candidate=len(cand_runs),
-            run_variance=variance,
-        )
-
+    judge = _Judgement(
+        metric,
+        instance,
+        statistic,
+        threshold,
+        1.0 - spec.alpha,
+        int(ref.size),
+        int(cand.size),
+        len(ref_runs),
+        len(cand_runs),
+    )
     short = [
         f"{side} n={n} < {min_samples}"
         for side, n in (("reference", ref.size), ("candidate", cand.size))
         if n < min_samples
     ]
     if short:
-        return verdict(Verdict.INCONCLUSIVE, f"too few samples: {', '.join(short)}")
+        return judge.verdict(Verdict.INCONCLUSIVE, f"too few samples: {', '.join(short)}", variance)
 
     ref_value = float(_statistic(ref, statistic))
     cand_value = float(_statistic(cand, statistic))
     if not ref_value > 0:
-        return verdict(
-            Verdict.INCONCLUSIVE,
-            f"reference {statistic} is {ref_value:g}: a relative change is undefined",
-            ref_value=ref_value,
-            cand_value=cand_value,
+        reason = f"reference {statistic} is {ref_value:g}: a relative change is undefined"
+        return judge.verdict(
+            Verdict.INCONCLUSIVE, reason, variance, ref_value=ref_value, cand_value=cand_value
         )
     rel = cand_value / ref_value - 1.0
 
-    rng = np.random.default_rng(spec.seed)
-    if len(ref_runs) == 1 and len(cand_runs) == 1:
-        boot_ref = _bootstrap(ref, statistic, spec.bootstrap_iterations, rng)
-        boot_cand = _bootstrap(cand, statistic, spec.bootstrap_iterations, rng)
-    else:
-        q = _quantile(statistic)
-        ref_spread = widen_run_spread(ref_runs, q)
-        cand_spread = widen_run_spread(cand_runs, q)
-        iterations = spec.bootstrap_iterations
-        boot_ref, ref_between = _side_replicates(
-            ref_spread, cand_spread, statistic, iterations, rng
-        )
-        boot_cand, cand_between = _side_replicates(
-            cand_spread, ref_spread, statistic, iterations, rng
-        )
-        if variance is RunVariance.BORROWED and not (ref_between and cand_between):
-            variance = RunVariance.ONE_SIDE
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratios = boot_cand / boot_ref
-    ratios = ratios[np.isfinite(ratios)]
+    ratios, variance = _ratio_replicates(ref_runs, cand_runs, statistic, spec, variance)
     if ratios.size < spec.bootstrap_iterations // 2:
-        return verdict(
+        reason = f"reference {statistic} is 0 in most bootstrap resamples: no interval"
+        return judge.verdict(
             Verdict.INCONCLUSIVE,
-            f"reference {statistic} is 0 in most bootstrap resamples: no interval",
+            reason,
+            variance,
+            rel=rel,
             ref_value=ref_value,
             cand_value=cand_value,
-            rel=rel,
         )
-    lo, hi = (float(x) for x in np.quantile(ratios, [spec.alpha / 2, 1 - spec.alpha / 2]))
-    below = (int(np.count_nonzero(ratios <= 1.0)) + 1) / (ratios.size + 1)
-    above = (int(np.count_nonzero(ratios >= 1.0)) + 1) / (ratios.size + 1)
-    p = min(1.0, 2.0 * min(below, above))
-    ci_text = f"{confidence:.0%} CI of the ratio [{lo:.4f}, {hi:.4f}]"
-    change = f"{statistic} {_fmt_pct(rel)} (threshold ±{threshold:.1%})"
-    if abs(rel) < threshold:
-        v, reason = Verdict.UNCHANGED, f"{change}: below the threshold; {ci_text}"
-    elif lo <= 1.0 <= hi:
-        v = Verdict.INCONCLUSIVE
-        reason = f"{change}: beyond the threshold but not significant, {ci_text} contains 1"
-    else:
-        worse = rel > 0 if metric.better is Better.LOWER else rel < 0
-        v = Verdict.REGRESSED if worse else Verdict.IMPROVED
-        reason = f"{change}: significant, {ci_text} excludes 1"
-    reason += f"; {_runs_clause(variance, len(ref_runs), len(cand_runs))}"
-    return verdict(v, reason, ref_value=ref_value, cand_value=cand_value, rel=rel, ci=(lo, hi), p=p)
+    lo, hi, p = _interval(ratios, spec.alpha)
+    v, why = _decide(metric, rel, lo, hi, threshold)
+    ci_text = f"{judge.confidence:.0%} CI of the ratio [{lo:.4f}, {hi:.4f}]"
+    ci_clause = {
+        Verdict.UNCHANGED: ci_text,
+        Verdict.INCONCLUSIVE: f"{ci_text} contains 1",
+    }.get(v, f"{ci_text} excludes 1")
+    separator = "; " if v is Verdict.UNCHANGED else ", "
+    reason = (
+        f"{statistic} {_fmt_pct(rel)} (threshold ±{threshold:.1%}): {why}{separator}{ci_clause};"
+        f" {_runs_clause(variance, len(ref_runs), len(cand_runs))}"
+    )
+    return judge.verdict(
+        v, reason, variance, ref_value=ref_value, cand_value=cand_value, rel=rel, ci=(lo, hi), p=p
+    )
 
 
 def acknowledge(

@@ -1,7 +1,9 @@
 """Per-request figures derived from raw records, exactly as DESIGN.md §3 and the README define them.
 
-Terms: N is a request's ``output_tokens`` (server usage count, else streamed count).
-TTFT = t_first_token - t_sent (streamed requests only; absent, never zero, for non-streamed ones).
+Terms: N is a request's ``output_tokens`` (the usage count, else the streamed count, or as the
+scenario chose: ``token_source`` says which).
+TTFT = t_first_token - t_sent (streamed requests only; absent, never zero, for non-streamed ones);
+TTFO = t_first_content - t_sent likewise (the first content token: reasoning tokens left out).
 E2E = t_end - t_sent. TPOT = (t_end - t_first_token) / (N - 1) for streamed requests with N >= 2.
 NTPOT = E2E / N for N >= 1. ITL = each gap between consecutive token-bearing chunks divided by the
 tokens in the later chunk, pooled over requests. Client lag = t_sent - t_scheduled.
@@ -11,12 +13,17 @@ figure does not apply, so selections stay aligned with the table's rows.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from servingperf.analysis.stats import FloatArray
+from servingperf.model.metrics import Kind, metric, of_kind
+from servingperf.model.specs import SloSpec
 
 
 def column(table: pa.Table, name: str) -> FloatArray:
@@ -27,6 +34,13 @@ def column(table: pa.Table, name: str) -> FloatArray:
 def ttft(table: pa.Table) -> FloatArray:
     streamed = np.asarray(table.column("streamed").to_numpy(zero_copy_only=False), dtype=bool)
     values = column(table, "t_first_token_s") - column(table, "t_sent_s")
+    return np.where(streamed, values, np.nan)
+
+
+def ttfo(table: pa.Table) -> FloatArray:
+    """Time to the first content token: TTFT with reasoning tokens left out."""
+    streamed = np.asarray(table.column("streamed").to_numpy(zero_copy_only=False), dtype=bool)
+    values = column(table, "t_first_content_s") - column(table, "t_sent_s")
     return np.where(streamed, values, np.nan)
 
 
@@ -80,3 +94,55 @@ def itl_where(table: pa.Table, rows: npt.NDArray[np.bool_] | None) -> FloatArray
     with np.errstate(divide="ignore", invalid="ignore"):
         result = gaps[keep] / tokens[1:][keep]
     return result[np.isfinite(result)]
+
+
+def output_tokens(table: pa.Table) -> FloatArray:
+    return column(table, "output_tokens")
+
+
+def input_tokens(table: pa.Table) -> FloatArray:
+    return column(table, "input_tokens")
+
+
+PerRequestFigure = Callable[[pa.Table], FloatArray]
+
+PER_REQUEST: Mapping[str, PerRequestFigure] = MappingProxyType(
+    {
+        "ttft_s": ttft,
+        "ttfo_s": ttfo,
+        "tpot_s": tpot,
+        "ntpot_s": ntpot,
+        "e2e_s": e2e,
+        "output_tokens": output_tokens,
+        "input_tokens": input_tokens,
+    }
+)
+"""The computation of every ``per_request`` figure of :data:`servingperf.model.metrics.METRICS`,
+in its display order."""
+
+RATE_WEIGHTS: Mapping[str, str | None] = MappingProxyType(
+    {
+        "output_throughput_tps": "output_tokens",
+        "input_throughput_tps": "input_tokens",
+        "request_throughput_rps": None,
+    }
+)
+"""What each completed request adds to a throughput: a column's value, or 1 (None)."""
+
+
+def _check_declarations() -> None:
+    declared = [m.name for m in of_kind(Kind.PER_REQUEST)]
+    if list(PER_REQUEST) != declared:
+        raise RuntimeError(
+            f"per-request figures declared {declared} but computed {list(PER_REQUEST)}:"
+            " servingperf.model.metrics and servingperf.analysis.metrics disagree"
+        )
+    slo = [name for name in SloSpec.model_fields if name not in PER_REQUEST]
+    if slo:
+        raise RuntimeError(f"SLOs on figures that are not per-request figures: {slo}")
+    unknown = [name for name in RATE_WEIGHTS if metric(name).kind is not Kind.RATE]
+    if unknown:
+        raise RuntimeError(f"throughput weights for figures that are not rates: {unknown}")
+
+
+_check_declarations()

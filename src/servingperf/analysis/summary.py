@@ -7,8 +7,11 @@ Selection rules (stated in the README):
 - *issued* requests: ``t_sent`` (``t_scheduled`` for one never sent) inside the window, any
   status; error rate = errors / issued, where a
   request still in flight when the phase stopped is ``cut``: issued, but neither ok nor error;
-- client lag is over issued requests; goodput counts measured requests meeting every SLO given
-  (a request without the figure an SLO needs, e.g. TTFT of a non-streamed call, does not meet it).
+- client lag is over issued requests (``behind`` counts those sent more than 10 ms after their
+  scheduled time, for the validity verdict); goodput counts measured requests meeting every SLO given
+  (a request without the figure an SLO needs, e.g. TTFT of a non-streamed call, does not meet it);
+- token counts (``token_counts``, ``token_mismatch_rate``): of the measured requests, those whose
+  streamed and usage counts were compared and those where they differ, over measured requests.
 
 Scale. Records are summarised batch by batch (``summarize_run_dir`` reads one Parquet segment at a
 time, and only the columns it needs), keeping per-request figures of measured requests (a few
@@ -22,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,28 +33,23 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from servingperf.analysis import metrics
+from servingperf.analysis.breakdown import GROUP_FIGURES, breakdown
 from servingperf.analysis.stats import PERCENTILES, FloatArray, Stats, describe
+from servingperf.analysis.validity import BEHIND_S
 from servingperf.errors import RunDirError
+from servingperf.model.metrics import Kind, MetricDef, distributions
 from servingperf.model.specs import SloSpec
+from servingperf.results.record_versions import read_segment
 from servingperf.results.rundir import PhaseWindow, RunDir, RunInfo
-from servingperf.results.schema import REQUEST_SCHEMA, RUN_FORMAT_VERSION
+from servingperf.results.schema import REQUEST_SCHEMA
 
 SUMMARY_VERSION = 1
 # Phases that time orchestration, not load: they get no figures of their own.
 NON_LOAD_PHASES = frozenset({"namespace"})
-STAT_METRICS = (
-    "ttft_s",
-    "tpot_s",
-    "ntpot_s",
-    "itl_s",
-    "e2e_s",
-    "client_lag_s",
-    "output_tokens",
-    "input_tokens",
-)
+STAT_METRICS = tuple(m.name for m in distributions())
+GROUP_KEYS = {"model": "by_model", "turn": "by_turn"}  # record column -> summary section
 # The columns a summary reads (the others, request ids and messages, are never loaded).
 COLUMNS = (
     "instance",
@@ -65,9 +63,15 @@ COLUMNS = (
     "t_scheduled_s",
     "t_sent_s",
     "t_first_token_s",
+    "t_first_content_s",
     "t_end_s",
     "chunk_offsets_s",
     "chunk_tokens",
+    "token_source",
+    "stream_output_tokens",
+    "usage_output_tokens",
+    "token_mismatch",
+    "turn",
 )
 _BATCH_ROWS = 1_000_000
 # Pooled ITL samples kept in memory (128 MiB); past that, described by radix selection.
@@ -84,6 +88,16 @@ Batches = Callable[[Sequence[str]], Iterator[pa.Table]]
 may need several passes)."""
 
 
+def _group_keys(column: pa.ChunkedArray) -> npt.NDArray[np.object_]:
+    """A key column as objects, nulls as None; a column of one value (the common case: one
+    model, no turns) without converting it row by row."""
+    distinct = pc.unique(column)
+    if len(distinct) <= 1:
+        value = distinct[0].as_py() if len(distinct) else None
+        return np.full(len(column), value, dtype=object)
+    return np.asarray(column.to_pylist(), dtype=object)
+
+
 def _between(values: FloatArray, start: float, end: float) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         return (values >= start) & (values <= end)
@@ -95,6 +109,16 @@ def _mask(array: np.ndarray) -> pa.Array:
 
 def _status_is(table: pa.Table, value: str) -> np.ndarray:
     return np.asarray(pc.equal(table.column("status"), value).to_numpy(zero_copy_only=False))
+
+
+def summary_value(entry: Mapping[str, Any], definition: MetricDef, statistic: str) -> Any:
+    """One figure of a ``summary.json`` instance entry: a distribution's ``statistic``, or a
+    rate's value (``statistic`` ``"value"``); None where the summary has none."""
+    if definition.distribution:
+        return ((entry.get("stats") or {}).get(definition.name) or {}).get(statistic)
+    if definition.summary_key is not None:
+        return (entry.get("throughput") or {}).get(definition.summary_key)
+    return entry.get(definition.name)
 
 
 def window_bounds(window: PhaseWindow) -> tuple[float, float]:
@@ -131,10 +155,13 @@ class _Window:
     ok: int = 0
     errors: int = 0
     cut: int = 0
+    behind: int = 0  # issued requests sent more than BEHIND_S after their scheduled time
     measured: int = 0
     goodput: int = 0
     kinds: Counter[Any] = field(default_factory=Counter)
+    tokens: TokenCounts = field(default_factory=lambda: TokenCounts())
     per_request: dict[str, list[FloatArray]] = field(default_factory=dict)
+    group_keys: dict[str, list[npt.NDArray[np.object_]]] = field(default_factory=dict)
     lag: list[FloatArray] = field(default_factory=list)
     itl: list[FloatArray] = field(default_factory=list)
     itl_count: int = 0
@@ -182,27 +209,22 @@ class _Window:
         self.cut += int(pc.sum(pc.equal(issued.column("status"), "cut")).as_py() or 0)
         self.kinds.update(error_rows.column("error_kind").to_pylist())
         self.measured += measured.num_rows
-        ttft = metrics.ttft(measured)
-        tpot = metrics.tpot(measured)
-        e2e = metrics.e2e(measured)
-        figures = {
-            "ttft_s": ttft,
-            "tpot_s": tpot,
-            "ntpot_s": metrics.ntpot(measured),
-            "e2e_s": e2e,
-            "output_tokens": metrics.column(measured, "output_tokens"),
-            "input_tokens": metrics.column(measured, "input_tokens"),
-        }
+        self.tokens.add(measured)
+        figures = {name: figure(measured) for name, figure in metrics.PER_REQUEST.items()}
         for name, values in figures.items():
             self.per_request.setdefault(name, []).append(values)
-        self.lag.append(metrics.client_lag(issued))
+        for key in GROUP_KEYS:
+            if key in measured.column_names:
+                self.group_keys.setdefault(key, []).append(_group_keys(measured.column(key)))
+        lag = metrics.client_lag(issued)
+        with np.errstate(invalid="ignore"):
+            self.behind += int((lag > BEHIND_S).sum())
+        self.lag.append(lag)
         if self.slo is not None and self._has_slo():
             meets = np.ones(measured.num_rows, dtype=bool)
             with np.errstate(invalid="ignore"):
-                limits = ((self.slo.ttft_s, ttft), (self.slo.tpot_s, tpot), (self.slo.e2e_s, e2e))
-                for limit, values in limits:
-                    if limit is not None:
-                        meets &= values <= limit  # NaN compares False: a missing figure fails
+                for name, limit in self._slo_limits():
+                    meets &= figures[name] <= limit  # NaN compares False: a missing figure fails
             self.goodput += int(meets.sum())
         itl = metrics.itl_where(table, measured_mask)
         self.itl_count += itl.size
@@ -216,9 +238,15 @@ class _Window:
         else:
             self.itl = []  # too many to keep: described from further passes instead
 
+    def _slo_limits(self) -> list[tuple[str, float]]:
+        """(per-request figure, limit) of every SLO given."""
+        if self.slo is None:
+            return []
+        limits = self.slo.model_dump(exclude_none=True)
+        return [(name, float(limit)) for name, limit in limits.items()]
+
     def _has_slo(self) -> bool:
-        slo = self.slo
-        return slo is not None and any(v is not None for v in (slo.ttft_s, slo.tpot_s, slo.e2e_s))
+        return bool(self._slo_limits())
 
     def result(self, itl_again: Callable[[], Iterator[FloatArray]]) -> dict[str, Any]:
         length = max(self.end - self.start, 0.0)
@@ -238,15 +266,11 @@ class _Window:
             itl_stats = describe_large(
                 itl_again, self.itl_count, self.itl_sum, self.itl_min, self.itl_max, self.itl_top
             )
+        lag = np.concatenate(self.lag) if self.lag else np.empty(0)
+        by_kind = {Kind.POOLED: lambda _: itl_stats, Kind.ISSUED: lambda _: describe(lag)}
         stats = {
-            "ttft_s": describe(joined("ttft_s")),
-            "tpot_s": describe(joined("tpot_s")),
-            "ntpot_s": describe(joined("ntpot_s")),
-            "itl_s": itl_stats,
-            "e2e_s": describe(joined("e2e_s")),
-            "client_lag_s": describe(np.concatenate(self.lag) if self.lag else np.empty(0)),
-            "output_tokens": describe(output_tokens),
-            "input_tokens": describe(input_tokens),
+            m.name: by_kind.get(m.kind, lambda name: describe(joined(name)))(m.name)
+            for m in distributions()
         }
         input_known = self.measured > 0 and not np.isnan(input_tokens).any()
         return {
@@ -258,6 +282,7 @@ class _Window:
                 "ok": self.ok,
                 "error": self.errors,
                 "cut": self.cut,
+                "behind": self.behind,
                 "measured": self.measured,
                 "errors_by_kind": dict(sorted(self.kinds.items(), key=lambda kv: str(kv[0]))),
             },
@@ -268,7 +293,63 @@ class _Window:
                 "goodput_rps": per_s(float(self.goodput)) if self._has_slo() else None,
             },
             "error_rate": (self.errors / self.issued) if self.issued else None,
+            "token_mismatch_rate": (
+                self.tokens.mismatched / self.measured if self.measured else None
+            ),
+            "token_counts": self.tokens.to_json(),
             "stats": {name: (s.to_json() if s else None) for name, s in stats.items()},
+            **self._breakdowns(joined, length),
+        }
+
+    def _breakdowns(
+        self, joined: Callable[[str], FloatArray], length: float
+    ) -> dict[str, dict[str, Any]]:
+        """``by_model`` when the window's requests named several models (LoRA adapters),
+        ``by_turn`` when they were conversation turns (:mod:`servingperf.analysis.breakdown`)."""
+        out: dict[str, dict[str, Any]] = {}
+        figures = {name: joined(name) for name in GROUP_FIGURES if name in self.per_request}
+        for key, section in GROUP_KEYS.items():
+            parts = self.group_keys.get(key)
+            if not parts:
+                continue
+            keys = np.concatenate(parts)
+            distinct = {k for k in keys if k is not None}
+            if (key == "model" and len(distinct) > 1) or (key == "turn" and distinct):
+                out[section] = breakdown(keys, figures, joined("output_tokens"), length)
+        return out
+
+
+@dataclass
+class TokenCounts:
+    """How the measured requests of a window counted their output tokens: N's source per
+    request, and the streamed count against the usage count where both are known (a successful
+    streamed request with a usage block); ``*_tokens`` sum each count over the mismatched ones,
+    so that a reader sees by how much the usage inflates (or deflates) the throughput."""
+
+    compared: int = 0
+    mismatched: int = 0
+    stream_tokens: int = 0
+    usage_tokens: int = 0
+    n_from: Counter[str] = field(default_factory=Counter)
+
+    def add(self, measured: pa.Table) -> None:
+        if measured.num_rows == 0:
+            return
+        self.n_from.update(str(v) for v in measured.column("token_source").to_pylist())
+        flags = measured.column("token_mismatch")
+        self.compared += len(flags) - flags.null_count
+        mismatched = measured.filter(pc.fill_null(flags, False))
+        self.mismatched += mismatched.num_rows
+        self.stream_tokens += int(pc.sum(mismatched.column("stream_output_tokens")).as_py() or 0)
+        self.usage_tokens += int(pc.sum(mismatched.column("usage_output_tokens")).as_py() or 0)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "compared": self.compared,
+            "mismatched": self.mismatched,
+            "mismatched_stream_tokens": self.stream_tokens,
+            "mismatched_usage_tokens": self.usage_tokens,
+            "n_from": dict(sorted(self.n_from.items())),
         }
 
 
@@ -385,19 +466,7 @@ def _empty() -> pa.Table:
 
 
 def _read_segment(part: Any, columns: Sequence[str]) -> Iterator[pa.Table]:
-    schema = pa.schema([REQUEST_SCHEMA.field(name) for name in columns])
-    try:
-        parquet = pq.ParquetFile(part)
-        meta = parquet.schema_arrow.metadata or {}
-        raw = meta.get(b"servingperf.format_version")
-        if raw is None:
-            raise RunDirError(f"{part}: not written by servingperf (no format version)")
-        if int(raw) > RUN_FORMAT_VERSION:
-            raise RunDirError(f"{part}: written by a newer servingperf (format {int(raw)})")
-        for batch in parquet.iter_batches(batch_size=_READ_ROWS, columns=list(columns)):
-            yield pa.Table.from_batches([batch]).select(list(columns)).cast(schema)
-    except (OSError, pa.ArrowInvalid) as exc:
-        raise RunDirError(f"{part}: unreadable record segment: {exc}") from exc
+    return read_segment(part, columns, _READ_ROWS)
 
 
 def iter_tables(tables: Iterable[pa.Table]) -> Batches:

@@ -5,7 +5,6 @@ failure; 130 interrupted; anything else is a bug, shown with its traceback).
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -25,8 +24,8 @@ from servingperf.cli.common import (
     out,
     overrides,
     parse_pairs,
-    run_async,
 )
+from servingperf.cli.running import print_summary, record_run, run_scenario_file
 from servingperf.errors import ConfigError, ExitCode, ServingPerfError
 
 app = typer.Typer(
@@ -58,7 +57,7 @@ def run(
 ) -> None:
     """Run a scenario, write its run directory, record it in the store, print the summary."""
     try:
-        outcome = _run_scenario_file(
+        outcome = run_scenario_file(
             scenario,
             out_dir,
             runs_dir,
@@ -94,62 +93,6 @@ def _print_kept(outcome: Any) -> None:
         out.print("local servers stop when this command exits (they never outlive the harness)")
 
 
-def print_summary(summary: dict[str, Any]) -> None:
-    """The summary table, then a sweep's stages and verdict when the run was a sweep."""
-    from servingperf.cli.tables import summary_table, sweep_tables
-
-    out.print(summary_table(summary))
-    for table in sweep_tables(summary):
-        out.print(table)
-
-
-def record_run(run_dir: Any, store: str | None) -> None:
-    from servingperf.continuous.ingest import ingest, store_location
-    from servingperf.results.store import open_store
-
-    try:
-        with open_store(store_location(store)) as opened:
-            ingest(opened, run_dir)
-            out.print(f"recorded in the store: {opened.location}")
-    except ServingPerfError as exc:
-        raise fail(exc) from None
-
-
-def _run_scenario_file(
-    scenario: Path,
-    out_dir: Path | None,
-    runs_dir: Path,
-    labels: dict[str, str],
-    overrides: dict[str, Any],
-    report: bool = True,
-) -> Any:
-    from servingperf.config import load_scenario
-
-    spec = load_scenario(scenario, {k: v for k, v in overrides.items() if v is not None})
-    if labels:  # command-line labels add to (and win over) the file's labels
-        spec = spec.model_copy(update={"labels": {**spec.labels, **labels}})
-    return run_spec(spec, scenario.parent, runs_dir, out_dir, report)
-
-
-def run_spec(
-    spec: Any, base_dir: Path, runs_dir: Path, out_dir: Path | None = None, report: bool = True
-) -> Any:
-    """Run a validated scenario with live progress; Ctrl-C stops it gracefully."""
-    from servingperf.cli.progress import RichProgress
-    from servingperf.scenarios.runner import RunOptions, run_scenario
-
-    stop = asyncio.Event()
-    options = RunOptions(base_dir=base_dir, runs_dir=runs_dir, out=out_dir, report=report)
-
-    async def run_and_release() -> Any:
-        outcome = await run_scenario(spec, options, RichProgress(console), stop)
-        if outcome.kept is not None:  # keep_deployed: close our sessions, leave the instances
-            await outcome.kept.release()
-        return outcome
-
-    return run_async(run_and_release(), stop)
-
-
 @app.command()
 def demo(
     out_dir: Annotated[Path, typer.Option("--out", help="where the demo's runs go")] = Path(
@@ -170,11 +113,39 @@ def demo(
 
 
 @app.command()
-def summarize(run_dir: Annotated[Path, typer.Argument(help="a run directory")]) -> None:
-    """Recompute summary.json from the run's records and print it."""
-    from servingperf.results.rundir import RunDir
-    from servingperf.scenarios.outputs import write_summary
+def summarize(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory")],
+    as_peer: Annotated[
+        str | None,
+        typer.Option(
+            "--as",
+            help="recompute the headline figures as a peer tool defines them:"
+            " vllm-bench, guidellm, inference-perf or aiperf (summary.json is left as it is)",
+        ),
+    ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="with --as: also write the view as JSON here")
+    ] = None,
+) -> None:
+    """Recompute summary.json from the run's records and print it (or, with --as, a peer's view)."""
+    from servingperf.results.rundir import RunDir, write_json_atomic
+    from servingperf.scenarios.outputs import peer_view, write_summary
 
+    if as_peer is not None:
+        from servingperf.cli.peer_tables import peer_tables
+
+        try:
+            view = peer_view(RunDir(run_dir), as_peer)
+        except ServingPerfError as exc:
+            raise fail(exc) from None
+        for table in peer_tables(view):
+            out.print(table)
+        if json_out is not None:
+            json_out.parent.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(json_out, view.to_json())
+        return
+    if json_out is not None:
+        raise fail(ConfigError("--json: only with --as PEER")) from None
     try:
         summary = write_summary(RunDir(run_dir))
     except ServingPerfError as exc:
@@ -209,85 +180,26 @@ def _note_status(summary: dict[str, Any]) -> None:
         )
 
 
-@emulator_app.command("serve")
-def emulator_serve(
-    profile: Annotated[str, typer.Option(help="emulator profile, e.g. flan-t5-small")],
-    port: Annotated[int, typer.Option(help="TCP port; 0 picks a free one")] = 8000,
-    host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
-    model_id: Annotated[
-        list[str] | None, typer.Option("--model-id", help="model id to serve (repeatable)")
-    ] = None,
-    set_: Annotated[
-        list[str] | None, typer.Option("--set", help="override a profile parameter, KEY=VALUE")
-    ] = None,
-    seed: Annotated[int, typer.Option(help="seeds output lengths and the load time")] = 0,
-    load_time: Annotated[
-        float | None, typer.Option("--load-time", help="seconds before ready (default: profile)")
-    ] = None,
-    ground_truth: Annotated[
-        Path | None, typer.Option(help="write server-side timings per request to this JSONL file")
-    ] = None,
-    port_file: Annotated[
-        Path | None, typer.Option(help="write the bound port here once listening")
-    ] = None,
-    grpc_port: Annotated[
-        int | None,
-        typer.Option(help="also serve caikit, TGIS and KServe v2 over gRPC here (0 = any port)"),
-    ] = None,
-    grpc_port_file: Annotated[
-        Path | None, typer.Option(help="write the bound gRPC port here once listening")
-    ] = None,
-    processes: Annotated[
-        int,
-        typer.Option(
-            min=1,
-            help="serve HTTP from this many processes sharing the port (SO_REUSEPORT), each with"
-            " its own engine: to outrun a load generator, not to model one device",
-        ),
-    ] = 1,
-    fault: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--fault",
-            help="inject a fault, KEY=VALUE (repeatable), e.g. stall_p=0.1, error_status.503=0.05;"
-            " keys: docs/failure-behaviour.md",
-        ),
-    ] = None,
-) -> None:
-    """Serve an emulated model (OpenAI-compatible HTTP) until SIGTERM or Ctrl-C."""
-    from servingperf.emulator.faults import fault_spec_from_pairs
-    from servingperf.emulator.server import ServeOptions, serve
+@emulator_app.command(
+    "serve",
+    add_help_option=False,
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def emulator_serve(ctx: typer.Context) -> None:
+    """Serve an emulated model (OpenAI-compatible HTTP, optionally gRPC) until SIGTERM or Ctrl-C;
+    options: servingperf emulator serve --help."""
+    from servingperf.emulator.command_line import main as emulator_main
 
-    try:
-        overrides = {k: float(v) for k, v in parse_pairs(set_, "--set").items()}
-    except ValueError as exc:
-        raise fail(ConfigError(f"--set: values must be numbers ({exc})")) from None
-    try:
-        serve(
-            ServeOptions(
-                profile=profile,
-                host=host,
-                port=port,
-                model_ids=tuple(model_id or ()),
-                overrides=overrides,
-                seed=seed,
-                load_time_s=load_time,
-                ground_truth_path=ground_truth,
-                port_file=port_file,
-                grpc_port=grpc_port,
-                grpc_port_file=grpc_port_file,
-                faults=fault_spec_from_pairs(fault or ()),
-                processes=processes,
-            )
-        )
-    except ServingPerfError as exc:
-        raise fail(exc) from None
+    code = emulator_main(["serve", *ctx.args], prog="servingperf emulator")
+    if code:
+        raise typer.Exit(code)
 
 
 def _register_continuous() -> None:
-    from servingperf.cli import ci, cleanup, continuous
+    from servingperf.cli import ci, cleanup, continuous, exports
 
     for command in (
+        exports.export,
         cleanup.cleanup,
         ci.ci,
         ci.site,

@@ -7,7 +7,9 @@ the JUnit XML, Markdown and JSON a CI system reads, and exits with the gate's co
 
 Exit codes: 0 no regression, or no reference yet (below); 1 an unacknowledged regression; 2 bad
 input (scenario, flags, store, a reference run whose directory is gone); 3 the target or its
-deployment failed; 130 interrupted (the run is recorded, not gated).
+deployment failed; 4 this run or a reference run is invalid (its client was the limit, or its
+clock misbehaved: not judged); 5 this run is not comparable with the reference (fingerprints
+differ); 130 interrupted (the run is recorded, not gated).
 
 *No reference yet.* When the reference is a label selection (``release=2.5.0``) and the store has
 no complete run of the scenario carrying it, other than this run, the run is recorded, the site
@@ -36,6 +38,9 @@ from servingperf.cli.common import (
     DEFAULT_RUNS_DIR,
     DEFAULT_SITE_DIR,
     AcknowledgementsOption,
+    AllowIncomparableOption,
+    AllowInvalidOption,
+    ComparabilityOption,
     DurationOption,
     JunitOption,
     LabelOption,
@@ -50,6 +55,7 @@ from servingperf.cli.common import (
     out,
     overrides,
     parse_pairs,
+    trust_of,
 )
 from servingperf.errors import ConfigError, ExitCode, ServingPerfError
 
@@ -92,10 +98,14 @@ def ci(
     site_png: Annotated[
         bool, typer.Option("--site-png/--no-site-png", help="write the site's charts as PNG")
     ] = True,
+    allow_invalid: AllowInvalidOption = False,
+    comparability: ComparabilityOption = None,
+    allow_incomparable: AllowIncomparableOption = False,
 ) -> None:
     """Run, record, gate against the reference, report, refresh the site; exit with the gate's
-    code (0 ok or no reference yet, 1 regression, 2 bad input, 3 target failure)."""
-    from servingperf.cli import _run_scenario_file
+    code (0 ok or no reference yet, 1 regression, 2 bad input, 3 target failure, 4 an invalid
+    run, 5 sides not comparable)."""
+    from servingperf.cli.running import run_scenario_file
     from servingperf.continuous.acknowledgements import read_acknowledgements
     from servingperf.continuous.selection import parse_selection
 
@@ -105,10 +115,11 @@ def ci(
         selection = parse_selection(reference)
         spec = _gate_spec(threshold)
         acks = read_acknowledgements(acknowledgements)
+        trust = trust_of(allow_invalid, comparability, allow_incomparable)
     except ServingPerfError as exc:
         raise fail(exc) from None
     try:
-        outcome = _run_scenario_file(
+        outcome = run_scenario_file(
             scenario,
             None,
             runs_dir,
@@ -122,7 +133,7 @@ def ci(
     out.print(f"run directory: {outcome.run_dir.path}")
     try:
         code = _record_gate_publish(
-            outcome, selection, spec, acks, store, site, outputs, require_reference, site_png
+            outcome, selection, spec, acks, store, site, outputs, require_reference, site_png, trust
         )
     except ServingPerfError as exc:
         raise fail(exc) from None
@@ -140,6 +151,7 @@ def _record_gate_publish(
     outputs: _Outputs,
     require_reference: bool,
     site_png: bool,
+    trust: Any = None,
 ) -> ExitCode:
     """Everything after the run; a gate that cannot be computed still leaves the run recorded,
     its report and the site written, and its error in the outputs, then raises it."""
@@ -160,7 +172,9 @@ def _record_gate_publish(
             return ExitCode.INTERRUPTED
         failure: ServingPerfError | None = None
         try:
-            document, report = gate_candidate(opened, selection, run, spec, acks, require_reference)
+            document, report = gate_candidate(
+                opened, selection, run, spec, acks, require_reference, trust
+            )
         except ServingPerfError as exc:
             failure = exc
             document, report = _document(None, run, selection, "error", f"no gate: {exc}"), None
@@ -185,6 +199,7 @@ def gate_candidate(
     spec: GateSpec,
     acks: tuple[Acknowledgement, ...],
     require_reference: bool,
+    trust: Any = None,
 ) -> tuple[dict[str, Any], GateReport | None]:
     """The gate document of this run against the reference, and the gate report (None if none)."""
     from servingperf.continuous.gating import gate_runs
@@ -213,7 +228,14 @@ def gate_candidate(
             return _document(None, run, selection, "no_reference", message), None
     candidate = Selection(text=run.run_id, run_id=run.run_id)
     report = gate_runs(
-        store, selection, candidate, run.scenario, spec, acks, exclude_reference=[run.run_id]
+        store,
+        selection,
+        candidate,
+        run.scenario,
+        spec,
+        acks,
+        exclude_reference=[run.run_id],
+        trust=trust,
     )
     return _document(report, run, selection, "gated", ""), report
 

@@ -56,6 +56,37 @@ AcknowledgementsOption = Annotated[
 ]
 JunitOption = Annotated[Path | None, typer.Option(help="write JUnit XML here")]
 MarkdownOption = Annotated[Path | None, typer.Option(help="write a Markdown summary here")]
+AllowInvalidOption = Annotated[
+    bool,
+    typer.Option(
+        "--allow-invalid", help="judge runs whose validity verdict is invalid (else exit 4)"
+    ),
+]
+ComparabilityOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--comparability",
+        help="FIELD=refuse|warn|ignore for fingerprint fields (globs: 'hardware.*'), repeatable;"
+        " default: every field refuses but engine.*.version (ignored) and servingperf.version"
+        " (warns)",
+    ),
+]
+AllowIncomparableOption = Annotated[
+    bool,
+    typer.Option(
+        "--allow-incomparable",
+        help="judge sides whose fingerprints differ, with a warning (else exit 5)",
+    ),
+]
+
+
+def trust_of(allow_invalid: bool, comparability: list[str] | None, allow_incomparable: bool) -> Any:
+    """The gate's trust settings from the three options above (ConfigError for a bad pair)."""
+    from servingperf.analysis.fingerprint import Policy
+    from servingperf.continuous.gating import Trust
+
+    policy = Policy.default().with_rules(parse_pairs(comparability, "--comparability"))
+    return Trust(policy.relaxed() if allow_incomparable else policy, allow_invalid)
 
 
 def overrides(duration: float | None, users: int | None, ramp_up: float | None) -> dict[str, Any]:

@@ -7,10 +7,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from servingperf.cli.common import (
     AcknowledgementsOption,
+    AllowIncomparableOption,
+    AllowInvalidOption,
+    ComparabilityOption,
     JunitOption,
     MarkdownOption,
     StoreOption,
@@ -18,6 +22,7 @@ from servingperf.cli.common import (
     fail,
     out,
     parse_pairs,
+    trust_of,
 )
 from servingperf.errors import ConfigError, ExitCode, ServingPerfError
 
@@ -94,8 +99,12 @@ def compare(
     store: StoreOption = None,
     scenario: Annotated[str | None, typer.Option(help="only runs of this scenario")] = None,
     kpi: Annotated[list[str] | None, typer.Option(help="KPI names (default: main ones)")] = None,
+    comparability: ComparabilityOption = None,
+    allow_incomparable: AllowIncomparableOption = False,
 ) -> None:
-    """KPI by KPI, B against A (means over each side's runs); no verdicts (see `gate`)."""
+    """KPI by KPI, B against A (means over each side's runs); no verdicts (see `gate`). The
+    fingerprint differences are listed first; exit 5 when one the policy refuses is there."""
+    from servingperf.analysis.fingerprint import compare_fingerprints
     from servingperf.continuous.selection import parse_selection, resolve
 
     names = kpi or [
@@ -111,10 +120,13 @@ def compare(
         "error_rate",
     ]
     try:
+        trust = trust_of(False, comparability, allow_incomparable)
         with _open(store) as opened:
             sides = []
+            resolved = []
             for text in (a, b):
                 runs = resolve(opened, parse_selection(text), scenario)
+                resolved.append([(r.run_id, r.fingerprint) for r in runs])
                 rows = opened.kpis([r.run_id for r in runs], names)
                 values: dict[tuple[str, str], list[float]] = {}
                 units: dict[str, str] = {}
@@ -128,6 +140,9 @@ def compare(
     except ServingPerfError as exc:
         raise fail(exc) from None
     (left, n_a, units), (right, n_b, _) = sides
+    comparable = compare_fingerprints(resolved[0], resolved[1], trust.comparability)
+    for note in comparable.notes():
+        out.print(f"[yellow]{escape(note)}[/yellow]")
     table = Table(title=f"{b} ({n_b} run(s)) against {a} ({n_a} run(s))")
     for column in ("instance/phase", "KPI", "unit", "A", "B", "change"):
         table.add_column(column, justify="left" if column in ("instance/phase", "KPI") else "right")
@@ -143,6 +158,12 @@ def compare(
             change,
         )
     out.print(table)
+    if not comparable.comparable:
+        out.print(
+            "[red]not comparable[/red]: the fingerprints differ in fields the policy refuses"
+            " (--comparability FIELD=warn or --allow-incomparable to accept)"
+        )
+        raise typer.Exit(int(ExitCode.INCOMPARABLE))
 
 
 def gate(
@@ -159,8 +180,12 @@ def gate(
     junit: JunitOption = None,
     markdown: MarkdownOption = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="write JSON here")] = None,
+    allow_invalid: AllowInvalidOption = False,
+    comparability: ComparabilityOption = None,
+    allow_incomparable: AllowIncomparableOption = False,
 ) -> None:
-    """Judge a candidate against a reference, KPI by KPI; exit 1 on an unacknowledged regression."""
+    """Judge a candidate against a reference, KPI by KPI; exit 1 on an unacknowledged regression,
+    4 when a run is invalid, 5 when the sides are not comparable (their fingerprints differ)."""
     from servingperf.analysis.gate import GateSpec
     from servingperf.continuous.acknowledgements import read_acknowledgements
     from servingperf.continuous.gating import gate_runs
@@ -170,6 +195,7 @@ def gate(
     try:
         spec = GateSpec() if threshold is None else GateSpec(threshold=threshold)
         acks = read_acknowledgements(acknowledgements)
+        trust = trust_of(allow_invalid, comparability, allow_incomparable)
         with _open(store) as opened:
             report = gate_runs(
                 opened,
@@ -178,6 +204,7 @@ def gate(
                 scenario,
                 spec,
                 acks,
+                trust=trust,
             )
     except ServingPerfError as exc:
         raise fail(exc) from None

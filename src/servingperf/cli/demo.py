@@ -14,8 +14,8 @@ import yaml
 from pydantic import Field, ValidationError
 from rich.markdown import Markdown
 
-from servingperf.cli import record_run, run_spec
 from servingperf.cli.common import out
+from servingperf.cli.running import record_run, run_spec
 from servingperf.cli.tables import summary_table
 from servingperf.config import load_scenario
 from servingperf.errors import ConfigError

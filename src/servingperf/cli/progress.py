@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import collections
 import math
 import time
+from collections.abc import Callable
 
 from rich.console import Console
 from rich.live import Live
@@ -16,23 +18,34 @@ class RichProgress:
     """One live line per phase: elapsed / planned, requests, errors, in flight, output tokens/s.
 
     On a terminal the line updates in place; in a CI log (no terminal) a plain line is printed
-    every ``log_interval_s`` and at the end of each phase.
+    every ``log_interval_s`` and at the end of each phase. The token rate is taken over the last
+    ``RATE_WINDOW_S`` of ticks and recomputed at every tick, so it follows the load without
+    standing still between updates (a display figure only: reports read the records).
     """
 
-    def __init__(self, console: Console, log_interval_s: float = 10.0) -> None:
+    RATE_WINDOW_S = 2.0
+
+    def __init__(
+        self,
+        console: Console,
+        log_interval_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._console = console
         self._log_interval_s = log_interval_s
+        self._clock_now = clock
         self._next_log = 0.0
         self._live: Live | None = None
         self._duration = 0.0
         self._elapsed = 0.0
-        self._last: tuple[float, int] | None = None
+        self._samples: collections.deque[tuple[float, int]] = collections.deque()
         self._rate = 0.0
 
     def phase_started(self, counters: LoadCounters, duration_s: float) -> None:
         self._duration = duration_s
         self._elapsed = 0.0
-        self._last = None
+        self._samples.clear()
+        self._samples.append((self._clock_now(), counters.output_tokens))
         self._rate = 0.0
         self._live = Live(
             self._line(counters, 0.0), console=self._console, transient=False, refresh_per_second=4
@@ -41,12 +54,14 @@ class RichProgress:
 
     def tick(self, counters: LoadCounters, elapsed_s: float) -> None:
         self._elapsed = elapsed_s
-        now = time.monotonic()
-        if self._last is not None and now - self._last[0] >= 1.0:
-            self._rate = (counters.output_tokens - self._last[1]) / (now - self._last[0])
-            self._last = (now, counters.output_tokens)
-        elif self._last is None:
-            self._last = (now, counters.output_tokens)
+        now = self._clock_now()
+        samples = self._samples
+        samples.append((now, counters.output_tokens))
+        while len(samples) > 2 and now - samples[1][0] >= self.RATE_WINDOW_S:
+            samples.popleft()  # keep one sample at least a window old
+        first_t, first_tokens = samples[0]
+        if now > first_t:
+            self._rate = (counters.output_tokens - first_tokens) / (now - first_t)
         if self._live is not None:
             self._live.update(self._line(counters, elapsed_s))
         elif now >= self._next_log:

@@ -8,60 +8,48 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-
-def _ms(stats: dict[str, Any] | None, key: str) -> str:
-    if not stats:
-        return "–"
-    return f"{stats[key] * 1000:.1f}"
+from servingperf.analysis.summary import summary_value
+from servingperf.model.metrics import MetricDef, headline
 
 
 def _num(value: float | None, fmt: str = "{:.1f}") -> str:
     return "–" if value is None else fmt.format(value)
 
 
+def _cell(definition: MetricDef, value: Any) -> str:
+    """Seconds in ms, ratios in percent, rates with one decimal."""
+    if value is None:
+        return "–"
+    if definition.unit == "s":
+        return f"{value * 1000:.1f}"
+    if definition.unit == "ratio":
+        return f"{value * 100:.2f}"
+    return f"{value:.1f}"
+
+
+def _header(definition: MetricDef, statistic: str) -> str:
+    unit = {"s": "ms", "ratio": "%"}.get(definition.unit, "")
+    stat = "" if statistic == "value" else f" {statistic}"
+    return f"{definition.short}{stat}{' ' + unit if unit else ''}"
+
+
 def summary_table(summary: dict[str, Any]) -> Table:
+    """Counts and the headline figures (:func:`servingperf.model.metrics.headline`) per
+    instance."""
     table = Table(title=f"{summary['scenario']} · run {summary['run_id']} · {summary['status']}")
-    table.caption = (
-        "times in ms unless marked s; figures over the measurement window (README: Definitions)"
-    )
-    headers = (
-        "ok",
-        "err",
-        "cut",
-        "tok/s",
-        "req/s",
-        "TTFT p50",
-        "TTFT p90",
-        "TPOT p50",
-        "TPOT p90",
-        "NTPOT avg",
-        "E2E avg s",
-        "E2E p90 s",
-        "err %",
-    )
+    table.caption = "figures over the measurement window (README: Definitions)"
+    columns = headline()
     table.add_column("instance", overflow="fold", min_width=12)
-    for header in headers:
+    for header in ("ok", "err", "cut", *(_header(m, stat) for m, stat in columns)):
         table.add_column(header, justify="right", no_wrap=True)
     for key, entry in summary["instances"].items():
-        stats = entry["stats"]
         counts = entry["counts"]
-        throughput = entry["throughput"]
-        e2e = stats["e2e_s"]
         table.add_row(
             key,
             str(counts["measured"]),
             str(counts["error"]),
             str(counts["cut"]),
-            _num(throughput["output_tps"]),
-            _num(throughput["request_rps"], "{:.2f}"),
-            _ms(stats["ttft_s"], "p50"),
-            _ms(stats["ttft_s"], "p90"),
-            _ms(stats["tpot_s"], "p50"),
-            _ms(stats["tpot_s"], "p90"),
-            _ms(stats["ntpot_s"], "mean"),
-            _num(e2e["mean"] if e2e else None, "{:.2f}"),
-            _num(e2e["p90"] if e2e else None, "{:.2f}"),
-            _num(None if entry["error_rate"] is None else entry["error_rate"] * 100, "{:.2f}"),
+            *(_cell(m, summary_value(entry, m, stat)) for m, stat in columns),
         )
     return table
 

@@ -6,6 +6,12 @@ samples of each side are kept per run and judged by :func:`servingperf.analysis.
 runs on a side, the bootstrap resamples runs and then requests within them, so the interval holds
 run-to-run variance; with one run per side it cannot, and the report says so
 (:attr:`GateReport.within_run_only`).
+
+Before judging, the gate checks trust (:class:`Trust`): a run whose validity verdict is
+``invalid`` (on either side) is not judged, exit 4 (``--allow-invalid`` judges it all the same,
+with a note), and two sides whose comparability fingerprints differ in a field the policy refuses
+are not judged, exit 5 (``--comparability FIELD=warn`` or ``--allow-incomparable`` relax it).
+Suspect runs and warned differences are judged and noted.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
+from servingperf.analysis.fingerprint import Comparability, Policy, compare_fingerprints
 from servingperf.analysis.gate import (
     Acknowledgement,
     GateSpec,
@@ -22,11 +29,20 @@ from servingperf.analysis.gate import (
     gate,
     gate_exit_code,
 )
+from servingperf.analysis.validity import is_invalid
 from servingperf.continuous.samples import GATED_KPIS, samples_by_run
 from servingperf.continuous.selection import Selection, resolve
 from servingperf.errors import ConfigError, ExitCode
 from servingperf.model.metrics import metric
 from servingperf.results.store import Store, StoredRun
+
+
+@dataclass(frozen=True, slots=True)
+class Trust:
+    """What the gate demands before it judges: valid runs and comparable sides (see above)."""
+
+    comparability: Policy = field(default_factory=Policy.default)
+    allow_invalid: bool = False
 
 
 @dataclass(slots=True)
@@ -37,10 +53,24 @@ class GateReport:
     candidate_runs: list[StoredRun]
     verdicts: list[KpiVerdict]
     notes: list[str] = field(default_factory=list)
+    comparability: Comparability = field(default_factory=lambda: Comparability(()))
+    invalid_runs: list[str] = field(default_factory=list)  # "run id: reasons"
+    refused: ExitCode | None = None  # INVALID_RUN or INCOMPARABLE when not judged
 
     @property
     def exit_code(self) -> ExitCode:
+        if self.refused is not None:
+            return self.refused
         return gate_exit_code(self.verdicts)
+
+    @property
+    def refusal(self) -> str | None:
+        """Why the gate did not judge, or None."""
+        if self.refused is ExitCode.INVALID_RUN:
+            return "invalid run(s): " + "; ".join(self.invalid_runs)
+        if self.refused is ExitCode.INCOMPARABLE:
+            return "not comparable: " + "; ".join(d.describe() for d in self.comparability.refused)
+        return None
 
     @property
     def within_run_only(self) -> bool:
@@ -65,6 +95,7 @@ def gate_runs(
     acknowledgements: Sequence[Acknowledgement] = (),
     *,
     exclude_reference: Collection[str] = (),
+    trust: Trust | None = None,
 ) -> GateReport:
     """``exclude_reference``: run ids left out of the reference side (``servingperf ci`` gates a
     run of the reference release itself against the other runs of that release)."""
@@ -80,9 +111,48 @@ def gate_runs(
     overlap = {r.run_id for r in reference_runs} & {r.run_id for r in candidate_runs}
     if overlap:
         raise ConfigError(f"the same run is on both sides: {', '.join(sorted(overlap))}")
+    trust = trust or Trust()
+    invalid = [
+        f"{side} {r.run_id}: " + "; ".join((r.validity or {}).get("reasons", [])[:3])
+        for side, runs in (("reference", reference_runs), ("candidate", candidate_runs))
+        for r in runs
+        if is_invalid(r.validity)
+    ]
+    comparability = compare_fingerprints(
+        [(r.run_id, r.fingerprint) for r in reference_runs],
+        [(r.run_id, r.fingerprint) for r in candidate_runs],
+        trust.comparability,
+    )
+    trust_notes = [*comparability.notes()]
+    trust_notes += [
+        f"suspect run {r.run_id}: " + "; ".join((r.validity or {}).get("reasons", [])[:3])
+        for r in (*reference_runs, *candidate_runs)
+        if (r.validity or {}).get("verdict") == "suspect"
+    ]
+    refused: ExitCode | None = None
+    if invalid and not trust.allow_invalid:
+        refused = ExitCode.INVALID_RUN
+    elif not comparability.comparable:
+        refused = ExitCode.INCOMPARABLE
+    if invalid and trust.allow_invalid:
+        trust_notes += [f"judged although invalid (--allow-invalid): {item}" for item in invalid]
+    if refused is not None:
+        return GateReport(
+            reference,
+            candidate,
+            reference_runs,
+            candidate_runs,
+            [],
+            trust_notes,
+            comparability,
+            invalid,
+            refused,
+        )
     ref = samples_by_run(reference_runs)
     cand = samples_by_run(candidate_runs)
-    notes = [f"{key}: only in the reference" for key in sorted(ref.keys() - cand.keys())]
+    notes = trust_notes + [
+        f"{key}: only in the reference" for key in sorted(ref.keys() - cand.keys())
+    ]
     notes += [f"{key}: only in the candidate" for key in sorted(cand.keys() - ref.keys())]
     kpis = [
         KpiSamples(
@@ -97,4 +167,13 @@ def gate_runs(
     ]
     labels = dict(candidate_runs[0].labels)
     verdicts = gate(kpis, spec, acknowledgements, labels)
-    return GateReport(reference, candidate, reference_runs, candidate_runs, verdicts, notes)
+    return GateReport(
+        reference,
+        candidate,
+        reference_runs,
+        candidate_runs,
+        verdicts,
+        notes,
+        comparability,
+        invalid,
+    )

@@ -6,7 +6,9 @@ import os
 import platform as host_platform
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
+from servingperf.analysis.fingerprint import fingerprint_of
 from servingperf.continuous.kpis import kpi_rows
 from servingperf.results.rundir import RunDir
 from servingperf.results.store import Store, StoredRun
@@ -27,6 +29,15 @@ def hardware_of(environment: dict[str, object]) -> str:
     return f"{machine}/{cpus}cpu/{gib}"
 
 
+def _validity(summary: dict[str, Any]) -> dict[str, Any] | None:
+    """The summary's validity without the per-window evidence (the store keeps the verdict and
+    its reasons; the evidence stays in the run directory)."""
+    validity = summary.get("validity")
+    if not isinstance(validity, dict):
+        return None  # summarized before servingperf judged validity
+    return {k: v for k, v in validity.items() if k not in ("windows", "calibration")}
+
+
 def ingest(store: Store, run_dir: RunDir) -> StoredRun:
     """Record the run (idempotent: recording it again replaces its KPIs)."""
     info = run_dir.read_info()
@@ -43,6 +54,8 @@ def ingest(store: Store, run_dir: RunDir) -> StoredRun:
         hardware=hardware_of(info.environment),
         labels=info.labels,
         servingperf_version=str(info.environment.get("servingperf", "")),
+        fingerprint=fingerprint_of(info.config, info.environment),
+        validity=_validity(summary),
     )
     store.record_run(run, kpi_rows(info.run_id, summary))
     return run

@@ -10,17 +10,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from servingperf.model.metrics import metric
+from servingperf.model.metrics import STORED_STATISTICS, distributions, metric, rates
 from servingperf.results.store import KpiRow
 
-DISTRIBUTION_METRICS = ("ttft_s", "tpot_s", "ntpot_s", "itl_s", "e2e_s", "client_lag_s")
-DISTRIBUTION_STATS = ("mean", "p50", "p90", "p95", "p99")
-RATE_KPIS = {
-    "output_tps": "output_throughput_tps",
-    "input_tps": "input_throughput_tps",
-    "request_rps": "request_throughput_rps",
-    "goodput_rps": "goodput_rps",
-}
+DISTRIBUTION_METRICS = tuple(m.name for m in distributions() if m.stored)
+DISTRIBUTION_STATS = STORED_STATISTICS
+RATE_KPIS = {m.summary_key: m.name for m in rates() if m.stored and m.summary_key}
 
 
 def kpi_rows(run_id: str, summary: dict[str, Any]) -> list[KpiRow]:

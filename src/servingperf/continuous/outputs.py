@@ -20,6 +20,7 @@ from xml.etree import ElementTree as ET
 
 from servingperf.analysis.gate import KpiVerdict, RunVariance
 from servingperf.continuous.gating import GateReport
+from servingperf.model.metrics import METRICS
 
 _ICONS = {
     "regressed": "❌ regressed",
@@ -113,6 +114,17 @@ def report_json(report: GateReport) -> dict[str, Any]:
         "reference_runs": [r.run_id for r in report.reference_runs],
         "candidate_runs": [r.run_id for r in report.candidate_runs],
         "exit_code": int(report.exit_code),
+        "refused": report.refusal,
+        "invalid_runs": report.invalid_runs,
+        "comparability": [
+            {
+                "field": d.field,
+                "reference": list(d.reference),
+                "candidate": list(d.candidate),
+                "action": d.action.value,
+            }
+            for d in report.comparability.differences
+        ],
         "failing": sum(v.failing for v in report.verdicts),
         "within_run_only": report.within_run_only,
         "run_variance_note": run_variance_note(report),
@@ -121,9 +133,30 @@ def report_json(report: GateReport) -> dict[str, Any]:
     }
 
 
+def _titled(kpi: str) -> str:
+    """A KPI name with its figure's title (``ttfo_s (Time to first content token)``), so that a
+    reader tells look-alike figures apart."""
+    definition = METRICS.get(kpi)
+    return kpi if definition is None else f"{kpi} ({definition.title})"
+
+
 def report_markdown(report: GateReport) -> str:
     failing = [v for v in report.verdicts if v.failing]
     head = "❌ regression" if failing else "✅ no regression"
+    if report.refusal is not None:
+        lines = [
+            f"## servingperf gate: ⛔ not judged (exit {int(report.exit_code)})",
+            "",
+            f"Candidate **{report.candidate.text}** ({len(report.candidate_runs)} run(s)) against"
+            f" reference **{report.reference.text}** ({len(report.reference_runs)} run(s)):"
+            f" {report.refusal}.",
+            "",
+            "Use `--allow-invalid` to judge invalid runs, `--comparability FIELD=warn` or"
+            " `--allow-incomparable` to judge runs whose fingerprints differ.",
+        ]
+        if report.notes:
+            lines += ["", "Notes:", *[f"- {note}" for note in report.notes]]
+        return "\n".join(lines) + "\n"
     lines = [
         f"## servingperf gate: {head}",
         "",
@@ -139,7 +172,8 @@ def report_markdown(report: GateReport) -> str:
     order = {"regressed": 0, "inconclusive": 2, "improved": 1, "acknowledged": 1, "unchanged": 3}
     for v in sorted(report.verdicts, key=lambda v: (order.get(v.outcome, 9), v.instance, v.kpi)):
         lines.append(
-            f"| {v.instance} | {v.kpi} | {v.statistic.value} | {_num(v.reference_value, v.unit)}"
+            f"| {v.instance} | {_titled(v.kpi)} | {v.statistic.value}"
+            f" | {_num(v.reference_value, v.unit)}"
             f" | {_num(v.candidate_value, v.unit)} | {_pct(v.relative_change)} | {_ci(v)}"
             f" | {_ICONS.get(v.outcome, v.outcome)} |"
         )
@@ -157,6 +191,11 @@ def report_junit(report: GateReport) -> str:
         skipped=str(sum(v.outcome == "inconclusive" for v in report.verdicts)),
     )
     properties = ET.SubElement(suite, "properties")
+    if report.refusal is not None:
+        suite.set("tests", "1")
+        suite.set("errors", "1")
+        case = ET.SubElement(suite, "testcase", classname="servingperf.trust", name="judgeable")
+        ET.SubElement(case, "error", message=report.refusal, type="refused")
     kinds = sorted({v.run_variance.value for v in report.verdicts})
     for name, value in (
         ("within_run_only", str(report.within_run_only).lower()),
@@ -170,7 +209,7 @@ def report_junit(report: GateReport) -> str:
             suite, "testcase", classname=f"servingperf.{v.instance}", name=f"{v.kpi}.{v.statistic}"
         )
         evidence = (
-            f"{v.outcome}: reference {_num(v.reference_value, v.unit)}, candidate"
+            f"{_titled(v.kpi)}: {v.outcome}: reference {_num(v.reference_value, v.unit)}, candidate"
             f" {_num(v.candidate_value, v.unit)}, change {_pct(v.relative_change)},"
             f" CI {_ci(v)}, threshold {v.threshold:.0%},"
             f" runs {v.runs_reference} reference / {v.runs_candidate} candidate"

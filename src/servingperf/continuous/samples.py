@@ -19,17 +19,11 @@ from servingperf.analysis.gate import windowed_rates
 from servingperf.analysis.stats import FloatArray
 from servingperf.analysis.summary import measured_records, phase_records, window_bounds, window_key
 from servingperf.errors import RunDirError
+from servingperf.model.metrics import Kind, gated, metric
 from servingperf.results.rundir import RunDir
 from servingperf.results.store import StoredRun
 
-GATED_KPIS = (
-    "ttft_s",
-    "tpot_s",
-    "ntpot_s",
-    "e2e_s",
-    "output_throughput_tps",
-    "request_throughput_rps",
-)
+GATED_KPIS = tuple(m.name for m in gated())
 
 Samples = dict[str, dict[str, FloatArray]]  # window key -> KPI name -> samples
 
@@ -48,16 +42,16 @@ def run_samples(run: StoredRun) -> Samples:
         measured = measured_records(phase_records(table, window), window)
         start, end = window_bounds(window)
         ends = metrics.column(measured, "t_end_s")
-        tokens = np.nan_to_num(metrics.column(measured, "output_tokens"))
-        per_kpi: dict[str, FloatArray] = {
-            "ttft_s": metrics.ttft(measured),
-            "tpot_s": metrics.tpot(measured),
-            "ntpot_s": metrics.ntpot(measured),
-            "e2e_s": metrics.e2e(measured),
-        }
-        if end > start:
-            per_kpi["output_throughput_tps"] = windowed_rates(ends, start, end, weights=tokens)
-            per_kpi["request_throughput_rps"] = windowed_rates(ends, start, end)
+        per_kpi: dict[str, FloatArray] = {}
+        for name in GATED_KPIS:
+            if metric(name).kind is Kind.PER_REQUEST:
+                per_kpi[name] = metrics.PER_REQUEST[name](measured)
+            elif end > start:
+                weight = metrics.RATE_WEIGHTS[name]
+                weights = (
+                    None if weight is None else np.nan_to_num(metrics.column(measured, weight))
+                )
+                per_kpi[name] = windowed_rates(ends, start, end, weights=weights)
         out[window_key(window)] = per_kpi
     return out
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from servingperf.datasets.bundled import BUNDLED_SOURCE, read_bundled
 from servingperf.datasets.jsonl import read_jsonl
 from servingperf.datasets.prompts import Prompt
+from servingperf.datasets.shared_prefix import shared_prefix_prompts
 from servingperf.datasets.synthetic import synthetic_prompts
 from servingperf.errors import ConfigError
 from servingperf.model.specs import DatasetSource, DatasetSpec, OutputLength
@@ -30,6 +31,21 @@ def load_prompts(spec: DatasetSpec, base_dir: Path) -> tuple[Prompt, ...]:
     together.
     """
     wants_dataset_lengths = spec.output_tokens is OutputLength.DATASET
+    if spec.source in (DatasetSource.TRACE, DatasetSource.CONVERSATIONS):
+        raise ConfigError(
+            f"dataset source {spec.source.value!r} gives requests, not a prompt subset"
+            " (servingperf.scenarios.requests builds them)"
+        )
+    if spec.source is DatasetSource.SHARED_PREFIX and spec.shared_prefix is not None:
+        if wants_dataset_lengths:
+            raise ConfigError(
+                "dataset: shared-prefix prompts have no output length of their own; set"
+                " 'output_tokens' to a number"
+            )
+        shape = spec.shared_prefix
+        return shared_prefix_prompts(
+            spec.prompts, shape.groups, shape.prefix_tokens, shape.suffix_tokens, spec.seed
+        )
     if spec.source is DatasetSource.SYNTHETIC:
         if wants_dataset_lengths:
             raise ConfigError(

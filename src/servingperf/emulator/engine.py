@@ -16,7 +16,18 @@ from the present instead of emitting a burst of catch-up steps, as a stalled rea
 A zero-cost step (the ``instant`` profile) still yields to the event loop once, and an engine with
 nothing to do waits on an event, so neither case spins the CPU.
 
-The engine knows nothing of HTTP or model names: several front ends or model ids may share one.
+Prefix cache. With a :class:`~servingperf.emulator.prefix_cache.PrefixCache`, a sequence submitted
+with its prompt's toy tokens (``prompt_units``) is looked up at admission: its leading cached
+blocks (``cached_tokens``) cost no prefill, as in vLLM, which also always computes a prompt's last
+token (a fully cached prompt recomputes its last block). Its prompt blocks are cached at
+admission, and those of prompt plus answer when it finishes (a conversation's next turn sends
+both back). Blocks are salted with the sequence's model id: models never share a block.
+
+The engine knows nothing of HTTP: several front ends or model ids may share one. Each sequence
+carries the ``model`` id it was submitted under and the ``finish_reason`` it ends with, opaque to
+the engine; an *observer* (:class:`EngineObserver`, the server's metrics) hears of each first token,
+each end and each step, so that server-side metrics are taken at the engine's own moments, as
+vLLM takes them, at a cost of a few calls per request and one per step.
 """
 
 from __future__ import annotations
@@ -28,8 +39,11 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
+from servingperf.emulator.prefix_cache import PrefixCache, block_hashes
 from servingperf.emulator.profiles import Profile
+from servingperf.emulator.tokenizer import generated_tokens
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -83,6 +97,25 @@ def capacity(profile: Profile) -> Capacity:
     )
 
 
+class EngineObserver(Protocol):
+    """Hears the engine's events (called inside the step loop: must not block or raise)."""
+
+    def first_token(self, seq: Sequence, now: float) -> None:
+        """``seq`` produced its first token at ``now`` (its prefill is done)."""
+
+    def ended(self, seq: Sequence, now: float) -> None:
+        """``seq`` left the engine at ``now``: finished, cancelled or aborted (``seq.state``)."""
+
+    def step(
+        self, now: float, gap_s: float, continuing: int, step_tokens: int, batch: list[Sequence]
+    ) -> None:
+        """A step ended at ``now``, ``gap_s`` after the previous one: ``continuing`` sequences
+        produced a token that was not their first (each an inter-token gap of ``gap_s``), the
+        step processed ``step_tokens`` tokens (prompt tokens admitted + tokens produced), and
+        ``batch`` were its sequences (those whose state is running or finished produced a
+        token in it; read, never keep)."""
+
+
 class Sequence:
     """One generation in the engine, consumed by ``async for token_index in sequence``.
 
@@ -100,17 +133,36 @@ class Sequence:
         "_engine",
         "_token_waiter",
         "admitted_at",
+        "cached_tokens",
+        "finish_reason",
         "finished_at",
         "first_token_at",
+        "model",
         "output_tokens",
         "produced",
+        "prompt_blocks",
         "prompt_tokens",
+        "prompt_units",
         "state",
         "submitted_at",
     )
 
-    def __init__(self, engine: Engine, prompt_tokens: int, output_tokens: int, now: float) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        prompt_tokens: int,
+        output_tokens: int,
+        now: float,
+        model: str = "",
+        finish_reason: str = "length",
+        prompt_units: tuple[str, ...] = (),
+    ) -> None:
         self._engine = engine
+        self.prompt_units = prompt_units
+        self.prompt_blocks: list[int] = []
+        self.cached_tokens = 0  # prompt tokens served by the prefix cache at admission
+        self.model = model
+        self.finish_reason = finish_reason
         self.prompt_tokens = prompt_tokens
         self.output_tokens = output_tokens
         self.submitted_at = now
@@ -159,6 +211,9 @@ class Sequence:
 
     def _end(self, state: SequenceState) -> None:
         self.state = state
+        observer = self._engine.observer
+        if observer is not None:
+            observer.ended(self, self._engine._clock())
         self._wake_token()
         waiter = self._done_waiter
         if waiter is not None:
@@ -200,8 +255,10 @@ class Engine:
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
         max_lag_s: float = DEFAULT_MAX_LAG_S,
+        prefix_cache: PrefixCache | None = None,
     ) -> None:
         self._profile = profile
+        self.prefix_cache = prefix_cache
         self._clock = clock
         self._sleep = sleep
         self._max_lag_s = max_lag_s
@@ -214,6 +271,9 @@ class Engine:
         self._steps = 0
         self._tokens = 0
         self._rebased = 0
+        self._prefill = 0
+        self._last_emit: float | None = None
+        self.observer: EngineObserver | None = None
 
     @property
     def profile(self) -> Profile:
@@ -226,8 +286,26 @@ class Engine:
         running = sum(1 for s in self._running if s.state is SequenceState.RUNNING)
         return EngineStats(self._queued, running, self._steps, self._tokens, self._rebased)
 
-    def submit(self, prompt_tokens: int, output_tokens: int) -> Sequence:
-        """Queue a generation of ``output_tokens`` (>= 1) tokens; must run inside the event loop."""
+    def sequences(self) -> tuple[list[Sequence], list[Sequence]]:
+        """The running and the queued sequences now (for metrics: read, never modify)."""
+        running = [s for s in self._running if s.state is SequenceState.RUNNING]
+        queued = [s for s in self._waiting if s.state is SequenceState.QUEUED]
+        return running, queued
+
+    def submit(
+        self,
+        prompt_tokens: int,
+        output_tokens: int,
+        *,
+        model: str = "",
+        finish_reason: str = "length",
+        prompt_units: tuple[str, ...] = (),
+    ) -> Sequence:
+        """Queue a generation of ``output_tokens`` (>= 1) tokens; must run inside the event loop.
+
+        ``model`` and ``finish_reason`` are carried for the observer (see the module docstring);
+        ``prompt_units``, the prompt's toy tokens, are what a prefix cache looks up.
+        """
         if output_tokens < 1:
             raise ValueError(f"output_tokens must be >= 1, got {output_tokens}")
         if self._closed:
@@ -236,7 +314,12 @@ class Engine:
             # Only a bug ends the loop while the engine is open; say so rather than hang.
             failure = None if self._task.cancelled() else self._task.exception()
             raise RuntimeError("the engine's step loop has stopped") from failure
-        seq = Sequence(self, prompt_tokens, output_tokens, self._clock())
+        seq = Sequence(
+            self, prompt_tokens, output_tokens, self._clock(), model, finish_reason, prompt_units
+        )
+        cache = self.prefix_cache
+        if cache is not None and prompt_units:
+            seq.prompt_blocks = block_hashes(prompt_units, cache.block_tokens, model)
         self._waiting.append(seq)
         self._queued += 1
         if self._task is None:
@@ -308,12 +391,13 @@ class Engine:
                 self._queued -= 1
                 seq.state = SequenceState.RUNNING
                 seq.admitted_at = now
-                prefill += seq.prompt_tokens
+                prefill += seq.prompt_tokens - self._cached(seq)
                 running.append(seq)
             if not waiting:
                 self._queued = 0  # keeps the idle test above exact, so an empty loop cannot spin
             if not running:
                 continue
+            self._prefill = prefill
             step_end = step_start + (
                 profile.decode_base_s
                 + profile.decode_per_seq_s * len(running)
@@ -330,9 +414,30 @@ class Engine:
                 await self._sleep(delay)
             self._emit(running, clock())
 
+    def _cached(self, seq: Sequence) -> int:
+        """Look ``seq`` up in the prefix cache at its admission, and cache its prompt blocks."""
+        cache = self.prefix_cache
+        if cache is None:
+            return 0
+        hit = cache.lookup(seq.prompt_blocks, seq.prompt_tokens)
+        if hit >= seq.prompt_tokens > 0:  # the last token is always computed
+            hit = (seq.prompt_tokens - 1) // cache.block_tokens * cache.block_tokens
+            cache.hit_tokens -= cache.block_tokens
+        cache.insert(seq.prompt_blocks)
+        seq.cached_tokens = hit
+        return hit
+
+    def _cache_answer(self, seq: Sequence) -> None:
+        cache = self.prefix_cache
+        if cache is not None and seq.prompt_units:
+            units = (*seq.prompt_units, *generated_tokens(seq.output_tokens))
+            cache.insert(block_hashes(units, cache.block_tokens, seq.model))
+
     def _emit(self, running: list[Sequence], now: float) -> None:
         still: list[Sequence] = []
         emitted = 0
+        continuing = 0
+        observer = self.observer
         for seq in running:
             if seq.state is not SequenceState.RUNNING:
                 continue  # cancelled during the step
@@ -341,8 +446,13 @@ class Engine:
             emitted += 1
             if produced == 1:
                 seq.first_token_at = now
+                if observer is not None:
+                    observer.first_token(seq, now)
+            else:
+                continuing += 1
             if produced >= seq.output_tokens:
                 seq.finished_at = now
+                self._cache_answer(seq)
                 seq._end(SequenceState.FINISHED)
             else:
                 seq._wake_token()
@@ -350,3 +460,9 @@ class Engine:
         self._running = still
         self._steps += 1
         self._tokens += emitted
+        if observer is not None:
+            # A continuing sequence was in the previous step too: its last token came then.
+            last = self._last_emit
+            gap_s = 0.0 if last is None else now - last
+            observer.step(now, gap_s, continuing, self._prefill + emitted, running)
+        self._last_emit = now

@@ -14,8 +14,18 @@ users can count exactly what was injected:
 ``disconnect``      after ``disconnect_after_tokens`` tokens, the server closes the connection
 ``bad_json``        the chunk after ``malformed_after_tokens`` tokens is not JSON
 ``bad_framing``     that chunk lacks its blank line, so two SSE events run into one
+``multi_token``     streamed chunks carry ``tokens_per_chunk`` tokens each (or, with
+                    ``multi_token_empty_text``, every token keeps its chunk but the text of
+                    each group comes with its last one, the others empty, as vLLM does)
+``usage_mismatch``  the usage count is the tokens sent plus ``usage_extra_tokens``
+``reasoning_first`` chat: the first ``reasoning_tokens`` tokens are reasoning, then content
+``empty_200``       answered HTTP 200 with an empty body, streamed or not
 ``crash``           the request was in flight, or arrived, when the server crashed
 ==================  =================================================================
+
+The *shape* faults (``multi_token``, ``usage_mismatch``, ``reasoning_first``) succeed: they
+change what the answer looks like, not whether it arrives, so that a client's counting can be
+checked against the ground truth, whose ``output_tokens`` is always the tokens really generated.
 
 *Server faults* act on the process: ``start: fail`` exits with :data:`FAILED_START_EXIT_CODE`
 when the load time is over (a model that fails to load), ``start: never-ready`` keeps answering
@@ -57,23 +67,32 @@ class FaultKind(enum.StrEnum):
     DISCONNECT = "disconnect"
     BAD_JSON = "bad_json"
     BAD_FRAMING = "bad_framing"
+    MULTI_TOKEN = "multi_token"
+    USAGE_MISMATCH = "usage_mismatch"
+    REASONING_FIRST = "reasoning_first"
+    EMPTY_200 = "empty_200"
 
 
 MID_STREAM = frozenset(
     {FaultKind.STALL, FaultKind.DISCONNECT, FaultKind.BAD_JSON, FaultKind.BAD_FRAMING}
 )
+SHAPES = frozenset({FaultKind.MULTI_TOKEN, FaultKind.USAGE_MISMATCH, FaultKind.REASONING_FIRST})
 CRASH_LABEL = "crash"
 
 
 @dataclass(frozen=True, slots=True)
 class RequestFault:
     """One request's fault: its kind and parameters (``status`` for HTTP faults, ``seconds`` for
-    spikes and stalls, ``after_tokens`` for mid-stream faults)."""
+    spikes and stalls, ``after_tokens`` for mid-stream faults, ``tokens`` for the shape faults:
+    tokens per chunk, extra usage tokens, reasoning tokens; ``empty_text`` for multi-token
+    chunks sent as vLLM does)."""
 
     kind: FaultKind
     status: int = 0
     seconds: float = 0.0
     after_tokens: int = 0
+    tokens: int = 0
+    empty_text: bool = False
 
     @property
     def label(self) -> str:
@@ -124,6 +143,25 @@ class FaultPlan:
             (FaultKind.BAD_FRAMING, spec.bad_framing_p),
         ):
             bands.append((p, RequestFault(kind, after_tokens=spec.malformed_after_tokens)))
+        bands += [
+            (
+                spec.multi_token_p,
+                RequestFault(
+                    FaultKind.MULTI_TOKEN,
+                    tokens=spec.tokens_per_chunk,
+                    empty_text=spec.multi_token_empty_text,
+                ),
+            ),
+            (
+                spec.usage_mismatch_p,
+                RequestFault(FaultKind.USAGE_MISMATCH, tokens=spec.usage_extra_tokens),
+            ),
+            (
+                spec.reasoning_p,
+                RequestFault(FaultKind.REASONING_FIRST, tokens=spec.reasoning_tokens),
+            ),
+            (spec.empty_200_p, RequestFault(FaultKind.EMPTY_200)),
+        ]
         self._bands = tuple((p, fault) for p, fault in bands if p > 0)
 
     @property

@@ -41,6 +41,7 @@ class GroundTruthRecord:
     token_written: list[float] = field(default_factory=list)
     end: float | None = None
     prompt_tokens: int = 0
+    cached_tokens: int = 0  # prompt tokens the prefix cache served (no prefill)
     output_tokens: int = 0
     finish_reason: str | None = None
     status: int = 200

@@ -131,7 +131,9 @@ class ServingContext:
             ignore_eos=ask.ignore_eos,
         )
         try:
-            sequence = engine.submit(prompt_tokens, plan.tokens)
+            sequence = engine.submit(
+                prompt_tokens, plan.tokens, model=name, finish_reason=plan.finish_reason
+            )
         except RuntimeError as exc:  # closing, or the step loop failed
             raise Refusal(RefusalKind.CLOSING, str(exc)) from exc
         return sequence, plan

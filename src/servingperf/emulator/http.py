@@ -1,7 +1,9 @@
 """The emulator's OpenAI-compatible HTTP front end (aiohttp), as vLLM serves the API.
 
 Routes: ``POST /v1/completions``, ``POST /v1/chat/completions`` (streaming and not),
-``GET /v1/models``, ``GET /health``. Until the *load time* has passed since the server started
+``GET /v1/models``, ``GET /health``, and ``GET /metrics`` (vLLM's Prometheus metrics, see
+:mod:`servingperf.emulator.vllm_metrics`; answered while loading too, with zeros).
+Until the *load time* has passed since the server started
 listening, ``/health`` and every other route answer 503 (the model is "loading"); then ``/health``
 answers 200 with an empty body. Each served model id maps to an :class:`Engine`; several ids may
 share one engine (one emulated device).
@@ -23,6 +25,7 @@ one integer comparison per streamed token.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import random
 import time
@@ -31,9 +34,11 @@ from collections.abc import Callable, Mapping
 
 from aiohttp import web
 
+from servingperf import __version__
 from servingperf.emulator.engine import Clock, Engine, Sequence
 from servingperf.emulator.faults import (
     MID_STREAM,
+    SHAPES,
     FaultInjector,
     FaultKind,
     RequestFault,
@@ -52,6 +57,8 @@ from servingperf.emulator.openai_format import (
     parse_chat,
     parse_completion,
 )
+from servingperf.emulator.vllm_metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from servingperf.emulator.vllm_metrics import EngineMetrics
 
 REQUEST_ID_HEADER = "X-Request-Id"
 _FAULT_OUTCOMES = frozenset({"dropped", "crashed"})  # set by injected faults: kept as they are
@@ -75,6 +82,7 @@ class OpenAIFrontEnd:
         seed: int = 0,
         clock: Clock = time.monotonic,
         faults: FaultInjector | None = None,
+        metrics: EngineMetrics | None = None,
     ) -> None:
         if not engines:
             raise ValueError("serve at least one model")
@@ -88,6 +96,7 @@ class OpenAIFrontEnd:
         self._ready = False
         self._created = int(time.time())
         self._faults = faults
+        self._metrics = metrics
 
     @property
     def model_ids(self) -> tuple[str, ...]:
@@ -116,6 +125,9 @@ class OpenAIFrontEnd:
         app.router.add_post("/v1/chat/completions", self._chat_completions)
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/health", self._health)
+        if self._metrics is not None:
+            app.router.add_get("/metrics", self._metrics_text)
+        app.router.add_get("/version", self._version)
         return app
 
     # --- simple routes -------------------------------------------------------------------------
@@ -124,6 +136,16 @@ class OpenAIFrontEnd:
         if not self.ready:
             return _json_response(503, error_body(503, "the model is loading"))
         return web.Response(status=200)
+
+    async def _metrics_text(self, request: web.Request) -> web.Response:
+        assert self._metrics is not None
+        response = web.Response(status=200, body=self._metrics.render())
+        response.headers["Content-Type"] = METRICS_CONTENT_TYPE
+        return response
+
+    async def _version(self, request: web.Request) -> web.Response:
+        """The server's version, as vLLM's ``GET /version`` gives it (a run's fingerprint)."""
+        return _json_response(200, json.dumps({"version": __version__}).encode())
 
     async def _models(self, request: web.Request) -> web.Response:
         if not self.ready:
@@ -185,6 +207,9 @@ class OpenAIFrontEnd:
             return await self._reject(
                 request, record, fault.status, f"injected fault: HTTP {fault.status}"
             )
+        if fault is not None and fault.kind is FaultKind.EMPTY_200:
+            record.outcome = "empty"
+            return await self._send(request, record, 200, b"")
         if fault is not None and fault.kind is FaultKind.LATENCY_SPIKE:
             await asyncio.sleep(fault.seconds)
         plan = plan_output(
@@ -195,7 +220,13 @@ class OpenAIFrontEnd:
             ignore_eos=call.ignore_eos,
         )
         try:
-            seq = engine.submit(call.prompt_tokens, plan.tokens)
+            seq = engine.submit(
+                call.prompt_tokens,
+                plan.tokens,
+                model=model,
+                finish_reason=plan.finish_reason,
+                prompt_units=call.prompt_units,
+            )
         except RuntimeError as exc:  # the engine is closing (shutdown) or its loop failed
             return await self._reject(request, record, 503, str(exc))
         try:
@@ -205,6 +236,7 @@ class OpenAIFrontEnd:
         finally:
             seq.cancel()  # no-op when finished; frees the batch slot of a departed client
             record.admitted = seq.admitted_at
+            record.cached_tokens = seq.cached_tokens
 
     async def _stream(
         self,
@@ -233,12 +265,17 @@ class OpenAIFrontEnd:
             prompt_tokens=call.prompt_tokens,
             include_usage=call.include_usage,
             continuous_usage=call.continuous_usage,
+            token_ids=call.return_token_ids,
         )
         written = record.token_written
         last = plan.tokens - 1
         finish_reason = plan.finish_reason
+        shape = fault if fault is not None and fault.kind in SHAPES else None
         try:
             await response.prepare(request)
+            if shape is not None:
+                await self._shaped(response, record, call, seq, plan, encoder, shape)
+                return response
             async for index in seq:
                 data = encoder.token(index, finish_reason if index == last else None)
                 if index == 0 and call.chat:
@@ -274,6 +311,58 @@ class OpenAIFrontEnd:
             record.output_tokens = len(written)
         return response
 
+    async def _shaped(
+        self,
+        response: web.StreamResponse,
+        record: GroundTruthRecord,
+        call: GenerationCall,
+        seq: Sequence,
+        plan: OutputPlan,
+        encoder: StreamEncoder,
+        shape: RequestFault,
+    ) -> None:
+        """A stream whose shape a fault changes (:data:`SHAPES`); ``token_written`` gets, per
+        token, when the chunk carrying its *text* had been written (a held token waits)."""
+        clock = self._clock
+        written = record.token_written
+        last = plan.tokens - 1
+        group = shape.tokens if shape.kind is FaultKind.MULTI_TOKEN else 1
+        reasoning = shape.tokens if shape.kind is FaultKind.REASONING_FIRST and call.chat else 0
+        extra = shape.tokens if shape.kind is FaultKind.USAGE_MISMATCH else 0
+        held = 0  # the first token whose text is not yet written
+        role = call.chat  # vLLM's role chunk goes just before the first chunk
+        async for index in seq:
+            finish = plan.finish_reason if index == last else None
+            closes = (index + 1) % group == 0 or index == last
+            if group == 1:
+                data = encoder.chunk(index, index + 1, finish, reasoning=index < reasoning)
+            elif shape.empty_text:  # every token its chunk, the text with the group's last
+                text_from = held if closes else index + 1
+                data = encoder.chunk(index, index + 1, finish, text_from=text_from)
+            elif closes:  # one chunk per group
+                data = encoder.chunk(held, index + 1, finish)
+            else:
+                continue
+            if role:
+                data, role = encoder.role() + data, False
+            await response.write(data)
+            if closes:
+                now = clock()
+                if not written:
+                    record.first_token_written = now
+                written.extend([now] * (index + 1 - held))
+                held = index + 1
+        if seq.complete:
+            record.finish_reason = plan.finish_reason
+            await response.write(encoder.tail(len(written) + extra))
+        else:
+            record.outcome = "aborted"
+            await response.write(
+                encoder.error(503, "the server stopped before the generation finished")
+            )
+        await response.write_eof()
+        record.end = clock()
+
     async def _whole(
         self,
         request: web.Request,
@@ -293,6 +382,7 @@ class OpenAIFrontEnd:
                 500,
                 error_body(500, "the server stopped before the generation finished"),
             )
+        kind = None if fault is None else fault.kind
         body = full_response(
             chat=call.chat,
             response_id=("chatcmpl-" if call.chat else "cmpl-") + record.request_id,
@@ -301,6 +391,15 @@ class OpenAIFrontEnd:
             prompt_tokens=call.prompt_tokens,
             completion_tokens=plan.tokens,
             finish_reason=plan.finish_reason,
+            usage_completion_tokens=(
+                plan.tokens + fault.tokens
+                if fault is not None and kind is FaultKind.USAGE_MISMATCH
+                else None
+            ),
+            reasoning_tokens=(
+                fault.tokens if fault is not None and kind is FaultKind.REASONING_FIRST else 0
+            ),
+            token_ids=call.return_token_ids,
         )
         record.finish_reason = plan.finish_reason
         if fault is not None and fault.kind in MID_STREAM:  # one chunk: the fault hits the body

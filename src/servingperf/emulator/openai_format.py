@@ -11,7 +11,10 @@ per chunk, then ``data: [DONE]\\n\\n``. A chat stream opens with vLLM's role chu
 ``{"role": "assistant", "content": ""}``: no token), the last token chunk carries the finish
 reason, ``stream_options.include_usage`` adds a chunk with empty ``choices`` and the ``usage``, and
 ``stream_options.continuous_usage_stats`` (with ``include_usage``, as in vLLM) puts running usage
-in every chunk. Chunk bytes are assembled from pre-encoded pieces: this is the hot path.
+in every chunk, and ``return_token_ids`` puts each chunk's token ids in its choice (``token_ids``,
+as vLLM does). Chunk bytes are assembled from pre-encoded pieces: this is the hot path.
+The shapes of injected faults (:mod:`servingperf.emulator.faults`) use :meth:`StreamEncoder.chunk`:
+a chunk of several tokens, text held back (``""``), reasoning deltas (vLLM's ``delta.reasoning``).
 """
 
 from __future__ import annotations
@@ -21,7 +24,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from servingperf.emulator.tokenizer import TOKEN_JSON, count_tokens, generated_text
+from servingperf.emulator.tokenizer import (
+    TOKEN_JSON,
+    generated_text,
+    token_id,
+    tokens_of,
+    tokens_text,
+)
 
 DONE = b"data: [DONE]\n\n"
 
@@ -51,6 +60,8 @@ class GenerationCall:
     max_tokens: int | None
     min_tokens: int | None
     ignore_eos: bool
+    return_token_ids: bool = False
+    prompt_units: tuple[str, ...] = ()  # the prompt's toy tokens (what the prefix cache hashes)
 
 
 def _decode(body: bytes) -> dict[str, Any]:
@@ -83,7 +94,7 @@ def _bool(data: dict[str, Any], key: str) -> bool:
     return value
 
 
-def _common(data: dict[str, Any], *, chat: bool, prompt_tokens: int) -> GenerationCall:
+def _common(data: dict[str, Any], *, chat: bool, prompt_units: tuple[str, ...]) -> GenerationCall:
     model = data.get("model")
     if model is not None and not isinstance(model, str):
         raise InvalidRequest(f"'model' must be a string, got {model!r}")
@@ -113,29 +124,32 @@ def _common(data: dict[str, Any], *, chat: bool, prompt_tokens: int) -> Generati
     return GenerationCall(
         chat=chat,
         model=model,
-        prompt_tokens=prompt_tokens,
+        prompt_tokens=len(prompt_units),
         stream=stream,
         include_usage=include_usage,
         continuous_usage=continuous,
         max_tokens=max_tokens,
         min_tokens=min_tokens,
         ignore_eos=_bool(data, "ignore_eos"),
+        return_token_ids=_bool(data, "return_token_ids"),
+        prompt_units=prompt_units,
     )
 
 
-def _prompt_tokens(prompt: Any) -> int:
-    """Toy-token count of a completions ``prompt``: a string, or token ids, or one of either
-    in a list (several prompts in one request are refused: one request, one sequence)."""
+def _prompt_units(prompt: Any) -> tuple[str, ...]:
+    """The toy tokens of a completions ``prompt``: a string, or token ids (each id a token), or
+    one of either in a list (several prompts in one request are refused: one request, one
+    sequence)."""
     if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str | list):
         prompt = prompt[0]
     if isinstance(prompt, str):
-        return count_tokens(prompt)
+        return tuple(tokens_of(prompt))
     if (
         isinstance(prompt, list)
         and prompt
         and all(isinstance(t, int) and not isinstance(t, bool) for t in prompt)
     ):
-        return len(prompt)
+        return tuple(f"#{t}" for t in prompt)
     if isinstance(prompt, list) and len(prompt) > 1 and all(isinstance(p, str) for p in prompt):
         raise InvalidRequest("'prompt' with several prompts is not supported: send one per request")
     raise InvalidRequest("'prompt' must be a string or a non-empty list of token ids")
@@ -146,7 +160,7 @@ def parse_completion(body: bytes) -> GenerationCall:
     data = _decode(body)
     if "prompt" not in data:
         raise InvalidRequest("'prompt' is required")
-    return _common(data, chat=False, prompt_tokens=_prompt_tokens(data["prompt"]))
+    return _common(data, chat=False, prompt_units=_prompt_units(data["prompt"]))
 
 
 def _message_text(index: int, content: Any) -> str:
@@ -170,8 +184,15 @@ def _message_text(index: int, content: Any) -> str:
 def chat_prompt_tokens(messages: Iterable[tuple[str, str]]) -> int:
     """Toy-token count of a chat prompt rendered with a toy template: ``<|role|>\\ncontent\\n``
     per message, then ``<|assistant|>\\n`` (each role marker counts 5 tokens)."""
+    return len(chat_prompt_units(messages))
+
+
+def chat_prompt_units(messages: Iterable[tuple[str, str]]) -> tuple[str, ...]:
+    """The toy tokens of a chat prompt rendered with the toy template (see above). Toy tokens
+    never span whitespace, so a conversation's next prompt starts with exactly the tokens of its
+    last prompt and answer: a prefix cache hits them."""
     rendered = "".join(f"<|{role}|>\n{content}\n" for role, content in messages)
-    return count_tokens(rendered + "<|assistant|>\n")
+    return tuple(tokens_of(rendered + "<|assistant|>\n"))
 
 
 def parse_chat(body: bytes) -> GenerationCall:
@@ -188,7 +209,7 @@ def parse_chat(body: bytes) -> GenerationCall:
         if not isinstance(role, str) or not role:
             raise InvalidRequest(f"'messages[{i}].role' must be a non-empty string")
         pairs.append((role, _message_text(i, message.get("content"))))
-    return _common(data, chat=True, prompt_tokens=chat_prompt_tokens(pairs))
+    return _common(data, chat=True, prompt_units=chat_prompt_units(pairs))
 
 
 def _usage(prompt_tokens: int, completion_tokens: int) -> str:
@@ -201,7 +222,7 @@ def _usage(prompt_tokens: int, completion_tokens: int) -> str:
 class StreamEncoder:
     """Builds the SSE chunks of one streaming response."""
 
-    __slots__ = ("_chat", "_continuous", "_head", "_include_usage", "_prompt_tokens")
+    __slots__ = ("_chat", "_continuous", "_head", "_ids", "_include_usage", "_prompt_tokens")
 
     def __init__(
         self,
@@ -213,6 +234,7 @@ class StreamEncoder:
         prompt_tokens: int,
         include_usage: bool,
         continuous_usage: bool,
+        token_ids: bool = False,
     ) -> None:
         kind = "chat.completion.chunk" if chat else "text_completion"
         self._head = (
@@ -223,6 +245,7 @@ class StreamEncoder:
         self._prompt_tokens = prompt_tokens
         self._include_usage = include_usage
         self._continuous = continuous_usage
+        self._ids = token_ids
 
     def role(self) -> bytes:
         """The chat stream's opening chunk: the assistant role and no token."""
@@ -235,6 +258,8 @@ class StreamEncoder:
 
     def token(self, index: int, finish_reason: str | None) -> bytes:
         """The chunk carrying generated token ``index``; the last one gets ``finish_reason``."""
+        if self._ids:
+            return self.chunk(index, index + 1, finish_reason)
         text = TOKEN_JSON[index % len(TOKEN_JSON)]
         finish = "null" if finish_reason is None else f'"{finish_reason}"'
         if self._continuous:
@@ -251,6 +276,42 @@ class StreamEncoder:
             choice = (
                 f'{{"index":0,"text":{text},"logprobs":null,"finish_reason":{finish},'
                 f'"stop_reason":null}}'
+            )
+        return f"{self._head}{choice}]{usage}}}\n\n".encode()
+
+    def chunk(
+        self,
+        start: int,
+        end: int,
+        finish_reason: str | None,
+        *,
+        text_from: int | None = None,
+        reasoning: bool = False,
+    ) -> bytes:
+        """The chunk of generated tokens ``start`` to ``end - 1`` (their ids, the running usage
+        ``end``) carrying the text of tokens ``text_from`` (default ``start``) to ``end - 1``:
+        ``text_from = end`` holds the text back (``""``), ``text_from < start`` brings the text of
+        tokens held before; as reasoning (chat) when ``reasoning``."""
+        words = json.dumps(tokens_text(start if text_from is None else text_from, end))
+        finish = "null" if finish_reason is None else f'"{finish_reason}"'
+        ids = ""
+        if self._ids:
+            ids = ',"token_ids":[' + ",".join(str(token_id(i)) for i in range(start, end)) + "]"
+        if self._continuous:
+            usage = f',"usage":{_usage(self._prompt_tokens, end)}'
+        else:
+            usage = "" if self._chat else ',"usage":null'
+        if self._chat:
+            field = "reasoning" if reasoning else "content"
+            stop = "" if finish_reason is None else ',"stop_reason":null'
+            choice = (
+                f'{{"index":0,"delta":{{"{field}":{words}}},"logprobs":null,'
+                f'"finish_reason":{finish}{stop}{ids}}}'
+            )
+        else:
+            choice = (
+                f'{{"index":0,"text":{words},"logprobs":null,"finish_reason":{finish},'
+                f'"stop_reason":null{ids}}}'
             )
         return f"{self._head}{choice}]{usage}}}\n\n".encode()
 
@@ -276,13 +337,25 @@ def full_response(
     prompt_tokens: int,
     completion_tokens: int,
     finish_reason: str,
+    usage_completion_tokens: int | None = None,
+    reasoning_tokens: int = 0,
+    token_ids: bool = False,
 ) -> bytes:
-    """The body of a non-streaming response."""
+    """The body of a non-streaming response: ``completion_tokens`` generated, of which the first
+    ``reasoning_tokens`` are reasoning (chat); the usage says ``usage_completion_tokens``
+    (default: the tokens generated)."""
     text = generated_text(completion_tokens)
+    if usage_completion_tokens is None:
+        usage_completion_tokens = completion_tokens
     if chat:
+        message: dict[str, Any] = {"role": "assistant", "content": text, "tool_calls": []}
+        if reasoning_tokens:
+            reasoning = min(reasoning_tokens, completion_tokens)
+            message["reasoning"] = tokens_text(0, reasoning)
+            message["content"] = tokens_text(reasoning, completion_tokens)
         choice: dict[str, Any] = {
             "index": 0,
-            "message": {"role": "assistant", "content": text, "tool_calls": []},
+            "message": message,
             "logprobs": None,
             "finish_reason": finish_reason,
             "stop_reason": None,
@@ -296,6 +369,8 @@ def full_response(
             "stop_reason": None,
             "prompt_logprobs": None,
         }
+    if token_ids:
+        choice["token_ids"] = [token_id(i) for i in range(completion_tokens)]
     body = {
         "id": response_id,
         "object": "chat.completion" if chat else "text_completion",
@@ -304,8 +379,8 @@ def full_response(
         "choices": [choice],
         "usage": {
             "prompt_tokens": prompt_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + usage_completion_tokens,
+            "completion_tokens": usage_completion_tokens,
         },
     }
     return json.dumps(body, separators=(",", ":")).encode()

@@ -32,6 +32,10 @@ class Profile:
     rounded and clipped to ``[output_tokens_min, output_tokens_max]``, used when the request does
     not force a length. ``load_time_*`` describe the start-up time: a lognormal draw with the given
     median and shape ``sigma``, clipped to ``[load_time_min_s, load_time_max_s]``.
+    ``prefix_cache_blocks`` > 0 turns on the prefix (KV) cache of that many blocks of
+    ``block_tokens`` toy tokens (:mod:`servingperf.emulator.prefix_cache`): a cached leading block
+    of a prompt costs no prefill. Off (0) in every built-in profile: a scenario turns it on with
+    ``overrides``.
     """
 
     name: str
@@ -47,10 +51,14 @@ class Profile:
     load_time_sigma: float
     load_time_min_s: float
     load_time_max_s: float
+    prefix_cache_blocks: int = 0
+    block_tokens: int = 16
 
 
 # Fields a scenario may override, with the type each must have.
-_INT_FIELDS = frozenset({"max_batch", "output_tokens_min", "output_tokens_max"})
+_INT_FIELDS = frozenset(
+    {"max_batch", "output_tokens_min", "output_tokens_max", "prefix_cache_blocks", "block_tokens"}
+)
 OVERRIDABLE: tuple[str, ...] = tuple(
     f.name for f in dataclasses.fields(Profile) if f.name != "name"
 )
@@ -150,6 +158,8 @@ def profile_problems(profile: Profile) -> list[str]:
             problems.append(f"{name} must be a finite number >= 0, got {value!r}")
     if profile.max_batch < 1:
         problems.append(f"max_batch must be >= 1, got {profile.max_batch}")
+    if profile.block_tokens < 1:
+        problems.append(f"block_tokens must be >= 1, got {profile.block_tokens}")
     if profile.output_tokens_min < 1:
         problems.append(f"output_tokens_min must be >= 1, got {profile.output_tokens_min}")
     if profile.output_tokens_max < profile.output_tokens_min:
@@ -170,8 +180,8 @@ def resolve_profile(name: str, overrides: Mapping[str, float]) -> Profile:
 
     Raises ``ConfigError`` naming an unknown profile, an unknown override key or an invalid value,
     and listing what is valid. Integer parameters (``max_batch``, ``output_tokens_min``,
-    ``output_tokens_max``) accept floats only when they are whole numbers, since scenario files
-    give every override as a number.
+    ``output_tokens_max``, ``prefix_cache_blocks``, ``block_tokens``) accept floats only when
+    they are whole numbers, since scenario files give every override as a number.
     """
     base = PROFILES.get(name)
     if base is None:

@@ -37,7 +37,9 @@ from servingperf.emulator.groundtruth import GroundTruthLog, GroundTruthRecord
 from servingperf.emulator.grpc_context import ServingContext
 from servingperf.emulator.http import OpenAIFrontEnd
 from servingperf.emulator.kserve_v2_rest import KServeV2RestFrontEnd
+from servingperf.emulator.prefix_cache import PrefixCache
 from servingperf.emulator.profiles import Profile, draw_load_time_s, resolve_profile
+from servingperf.emulator.vllm_metrics import EngineMetrics
 from servingperf.errors import ConfigError
 
 if TYPE_CHECKING:  # grpc and pydantic load only when a gRPC port or a fault is asked for (memory)
@@ -172,7 +174,13 @@ async def start_server(options: ServeOptions, terminate: Terminate | None = None
     load_time_s = _validated_load_time(options, profile)
     model_ids = _validated_model_ids(options)
     log = GroundTruthLog(options.ground_truth_path)
-    engine = Engine(profile)
+    cache = (
+        PrefixCache(profile.prefix_cache_blocks, profile.block_tokens)
+        if profile.prefix_cache_blocks > 0
+        else None
+    )
+    engine = Engine(profile, prefix_cache=cache)
+    metrics = EngineMetrics(engine, model_ids).attach()
     faults = None
     if options.faults is not None:
         faults = FaultInjector(options.faults, log=log.add, terminate=terminate)
@@ -182,6 +190,7 @@ async def start_server(options: ServeOptions, terminate: Terminate | None = None
         load_time_s=load_time_s,
         seed=options.seed,
         faults=faults,
+        metrics=metrics,
     )
     app = front_end.build_app()
     context = ServingContext(

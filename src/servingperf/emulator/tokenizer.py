@@ -36,6 +36,31 @@ TOKEN_JSON: tuple[str, ...] = tuple(json.dumps(text) for text in TOKEN_TEXTS)
 """The same texts as JSON string literals, pre-encoded for the streaming hot path."""
 
 
+TOKEN_ID_BASE = 100
+"""Generated token ``i`` has id ``TOKEN_ID_BASE + i % len(TOKEN_TEXTS)`` (vLLM's ``token_ids``)."""
+
+
+def token_id(index: int) -> int:
+    """The id of generated token ``index``."""
+    return TOKEN_ID_BASE + index % len(TOKEN_TEXTS)
+
+
+def tokens_text(start: int, end: int) -> str:
+    """The text of generated tokens ``start`` to ``end - 1``."""
+    return "".join(token_text(i) for i in range(start, end))
+
+
+def tokens_of(text: str) -> list[str]:
+    """The toy tokens of ``text``, in order (what the prefix cache hashes)."""
+    return _TOKEN_RE.findall(text)
+
+
+def generated_tokens(tokens: int) -> list[str]:
+    """The toy tokens of the first ``tokens`` generated tokens (a finished answer's, for the
+    prefix cache: the next turn of a conversation sends the answer back)."""
+    return [token_text(i).strip() for i in range(tokens)]
+
+
 def count_tokens(text: str) -> int:
     """The number of toy tokens in ``text`` (words and punctuation marks)."""
     return len(_TOKEN_RE.findall(text))

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from servingperf.load.client import GenerationClient
+from servingperf.load.health import LoadHealth
 from servingperf.load.sinks import LoadCounters, RecordSink
 from servingperf.model.records import (
     ErrorKind,
@@ -36,13 +37,18 @@ Clock = Callable[[], float]
 
 @dataclass(frozen=True, slots=True)
 class PhaseTiming:
-    """Offsets from the run's t0 of when the phase started, measured, and stopped issuing."""
+    """Offsets from the run's t0 of when the phase started, measured, and stopped issuing;
+    ``stopped_early``: a stop ended it; ``exhausted``: its workload had nothing more to issue
+    (and nothing in flight) before the planned end."""
 
     start_s: float
     measure_start_s: float
     measure_end_s: float
     end_s: float
     stopped_early: bool
+    exhausted: bool = False
+    # One entry per load process of the phase: the load generator's own health (validity).
+    health: tuple[LoadHealth, ...] = ()
 
 
 _SWEEP_S = 0.05  # how often the request deadlines are checked while requests are in flight
@@ -68,6 +74,8 @@ class RequestRunner:
     _deadlines: dict[asyncio.Task[Any], float] = field(default_factory=dict, init=False)
     _expired: set[asyncio.Task[Any]] = field(default_factory=set, init=False)
     _sweep: asyncio.TimerHandle | None = field(default=None, init=False)
+    issuing: bool = field(default=True, init=False)
+    _idle: asyncio.Event | None = field(default=None, init=False)
 
     async def run(self, exchange: Exchange, context: RequestContext) -> None:
         counters = self.counters
@@ -97,6 +105,8 @@ class RequestRunner:
             del deadlines[task]
             if self._expired:  # fired, but the client swallowed the cancellation
                 self._absorb(task)
+            if not deadlines and self._idle is not None:
+                self._idle.set()  # the record is written before the drain's waiter wakes
         counters.in_flight -= 1
         if exchange.status is RequestStatus.OK:
             counters.ok += 1
@@ -104,6 +114,23 @@ class RequestRunner:
         else:
             counters.errors += 1
         self.sink.write(freeze(exchange, context, self.t0))
+
+    def stop_issuing(self) -> None:
+        self.issuing = False
+
+    async def drain(self, timeout_s: float, stop: asyncio.Future[Any]) -> None:
+        """Stop issuing, then wait until no request is in flight, ``timeout_s`` passed or
+        ``stop`` is done (what is still in flight then is cut by the caller)."""
+        self.issuing = False
+        if not self._deadlines or timeout_s <= 0:
+            return
+        self._idle = asyncio.Event()
+        idle = asyncio.create_task(self._idle.wait())
+        try:
+            await asyncio.wait([idle, stop], timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            idle.cancel()
+            self._idle = None
 
     def _expire(self) -> None:
         deadlines = self._deadlines

@@ -202,7 +202,7 @@ async def _coordinate(
             if stop.is_set() and not stopping:
                 stopping = True
                 _broadcast(pipes, Stop())
-            if time.monotonic() > planned_end + _FINISH_GRACE_S:
+            if time.monotonic() > planned_end + load.drain_s + _FINISH_GRACE_S:
                 raise errors.TargetError(f"workers did not finish within {_FINISH_GRACE_S} s")
             message = await _next(inbox, 0.1)
             if isinstance(message, Progress):
@@ -224,9 +224,14 @@ async def _coordinate(
     return PhaseTiming(
         start_s=min(t.start_s for t in timings),
         measure_start_s=min(t.measure_start_s for t in timings),
-        measure_end_s=min(t.measure_end_s for t in timings),
+        # Workers whose share of a trace ran out end at different times: the window is the last.
+        measure_end_s=(max if all(t.exhausted for t in timings) else min)(
+            t.measure_end_s for t in timings
+        ),
         end_s=max(t.end_s for t in timings),
         stopped_early=any(t.stopped_early for t in timings),
+        exhausted=all(t.exhausted for t in timings),
+        health=tuple(h for t in timings for h in t.health),
     )
 
 

@@ -22,20 +22,22 @@ class DeploymentStatus(enum.StrEnum):
 
 @dataclass(slots=True)
 class DeploymentRecord:
+    """One instance's deployment, filled in as it goes: a new record has only its identity."""
+
     instance: str
     namespace: str
     model: str
     platform: str
-    endpoint: str | None
     clock_source: str  # "platform" | "harness"
-    created_at: datetime | None
-    ready_at: datetime | None
-    t_created_s: float | None
-    t_ready_s: float | None
-    t_first_validated_s: float | None
-    t_deleted_s: float | None
-    status: str
-    failure_reason: str | None
+    endpoint: str | None = None
+    created_at: datetime | None = None
+    ready_at: datetime | None = None
+    t_created_s: float | None = None
+    t_ready_s: float | None = None
+    t_first_validated_s: float | None = None
+    t_deleted_s: float | None = None
+    status: str = DeploymentStatus.CREATED.value
+    failure_reason: str | None = None
     validations_ok: int = 0
     validations_failed: int = 0
 

@@ -3,7 +3,12 @@
 Terms: all ``t_*`` fields are seconds on the monotonic clock of the machine that sent the request,
 as offsets from the run's ``t0`` (``run.json`` keeps ``t0_monotonic`` and the wall-clock
 ``started_at``). ``chunk_offsets_s`` are arrival offsets, after ``t_sent``, of every response chunk that
-carried at least one output token; ``chunk_tokens`` the tokens each such chunk carried.
+carried at least one output token; ``chunk_tokens`` the tokens each such chunk carried, counted
+by ``chunk_token_source``: the server's per-chunk counts, the scenario's tokenizer over the chunk's
+text, or one per chunk (:class:`ChunkTokenSource`). The *streamed count* is what the stream
+says N is: the chunks' tokens plus any the server counted on chunks without text that no later
+chunk carried (``Exchange.tokens_without_text``); the *usage count* is the server's usage block.
+N (``output_tokens``) is one of them, chosen per request (``RequestContext.output_tokens_from``).
 An :class:`Exchange` is a request in flight, filled in by a protocol client as bytes arrive; the
 engine freezes it into a :class:`RequestRecord`, so a request cut at the end keeps what it gathered.
 """
@@ -25,6 +30,7 @@ class ErrorKind(enum.StrEnum):
     CONNECT = "connect"
     TIMEOUT = "timeout"
     HTTP_STATUS = "http_status"
+    RATE_LIMITED = "rate_limited"  # HTTP 429 (gRPC RESOURCE_EXHAUSTED): the server sheds load
     GRPC_STATUS = "grpc_status"
     PROTOCOL = (
         "protocol"  # the server answered something we cannot parse or that breaks the protocol
@@ -36,6 +42,15 @@ class TokenSource(enum.StrEnum):
     USAGE = "usage"  # the server's own usage count
     STREAM = "stream"  # counted from streamed token-bearing chunks
     NONE = "none"
+
+
+class ChunkTokenSource(enum.StrEnum):
+    """Where the tokens of each token-bearing chunk were counted from (best first)."""
+
+    SERVER = "server"  # the server's per-chunk counts: running usage deltas or token ids
+    TOKENIZER = "tokenizer"  # the chunk's text through the scenario's tokenizer
+    CHUNKS = "chunks"  # one token per token-bearing chunk
+    MIXED = "mixed"  # different chunks of one request, different sources
 
 
 @dataclass(slots=True)
@@ -50,6 +65,9 @@ class GenerationRequest:
     ignore_eos: bool = False
     stream: bool = True
     system_prompt: str | None = None
+    # A chat history to send instead of (system prompt, prompt): role/content pairs, in order.
+    messages: tuple[tuple[str, str], ...] | None = None
+    keep_text: bool = False  # the client keeps the answer's text (a conversation sends it back)
 
 
 @dataclass(slots=True)
@@ -64,23 +82,52 @@ class Exchange:
     mono_end: float | None = None
     chunk_monos: list[float] = field(default_factory=list)
     chunk_tokens: list[int] = field(default_factory=list)
+    chunk_source: ChunkTokenSource | None = None
+    tokens_without_text: int = 0  # server-counted on text-less chunks, carried by no later chunk
     usage_output_tokens: int | None = None
     usage_input_tokens: int | None = None
     status: RequestStatus = RequestStatus.PENDING
     error_kind: ErrorKind | None = None
     error_message: str | None = None
     finish_reason: str | None = None
+    text_parts: list[str] | None = None  # the answer's content, when the request keeps it
+    reasoning_tokens: int = 0  # tokens of chunks that carried reasoning, not content
 
-    def token_chunk(self, now: float, tokens: int, *, content: bool = True) -> None:
-        """Note a response chunk carrying ``tokens`` (>= 1) output tokens at ``now``."""
+    def token_chunk(
+        self,
+        now: float,
+        tokens: int,
+        *,
+        content: bool = True,
+        source: ChunkTokenSource = ChunkTokenSource.CHUNKS,
+    ) -> None:
+        """Note a response chunk carrying ``tokens`` (>= 1) output tokens at ``now``, counted
+        from ``source``."""
         if tokens <= 0:
             return
         if self.mono_first_token is None:
             self.mono_first_token = now
-        if content and self.mono_first_content is None:
-            self.mono_first_content = now
+        if content:
+            if self.mono_first_content is None:
+                self.mono_first_content = now
+        else:
+            self.reasoning_tokens += tokens
         self.chunk_monos.append(now)
         self.chunk_tokens.append(tokens)
+        if self.chunk_source is not source:
+            self.note_source(source)
+
+    def note_source(self, source: ChunkTokenSource) -> None:
+        """Chunks counted from ``source`` were noted: MIXED once two sources were used."""
+        if self.chunk_source is None:
+            self.chunk_source = source
+        elif self.chunk_source is not source:
+            self.chunk_source = ChunkTokenSource.MIXED
+
+    @property
+    def streamed_tokens(self) -> int:
+        """The streamed count (terms in the module docstring)."""
+        return sum(self.chunk_tokens) + self.tokens_without_text
 
     def succeed(self, now: float) -> None:
         self.mono_end = now
@@ -107,6 +154,9 @@ class RequestContext:
     user: int
     prompt_index: int
     requested_output_tokens: int | None
+    output_tokens_from: TokenSource = TokenSource.USAGE  # N: usage (else stream), or stream
+    session: str | None = None  # multi-turn: the session this turn belongs to
+    turn: int | None = None  # multi-turn: 0-based turn of the session
 
 
 @dataclass(slots=True)
@@ -136,25 +186,37 @@ class RequestRecord:
     error_kind: str | None
     error_message: str | None
     finish_reason: str | None
+    stream_output_tokens: int | None = None  # the streamed count; None for non-streamed calls
+    usage_output_tokens: int | None = None  # the server's usage count, when it gave one
+    chunk_token_source: str | None = None  # a ChunkTokenSource; None without token chunks
+    token_mismatch: bool | None = None  # both counts known (ok, streamed) and they differ
+    reasoning_tokens: int | None = None  # streamed tokens of reasoning chunks (before content)
+    session: str | None = None  # multi-turn: the session of this turn
+    turn: int | None = None  # multi-turn: 0-based turn in its session
 
 
 def freeze(exchange: Exchange, context: RequestContext, t0: float) -> RequestRecord:
     """Turn a finished (or cut) exchange into its record, times as offsets from ``t0``.
 
-    N (output tokens) is the server's usage count when it gave one, else the streamed count;
-    ``token_source`` says which (DESIGN.md §3).
+    N (output tokens) is the server's usage count when it gave one, else the streamed count
+    (DESIGN.md §3); with ``output_tokens_from`` stream, the streamed count wherever the request
+    streamed tokens, else the usage count. ``token_source`` says which. Both counts are kept,
+    and a successful streamed request whose counts differ is flagged (``token_mismatch``).
     """
 
     def off(mono: float | None) -> float | None:
         return None if mono is None else mono - t0
 
-    streamed_tokens = sum(exchange.chunk_tokens)
-    if exchange.usage_output_tokens is not None:
-        output_tokens: int | None = exchange.usage_output_tokens
-        source = TokenSource.USAGE
-    elif exchange.chunk_tokens:
-        output_tokens = streamed_tokens
+    usage = exchange.usage_output_tokens
+    stream = exchange.request.stream
+    streamed = exchange.streamed_tokens if stream else None
+    has_stream = bool(exchange.chunk_tokens) or exchange.tokens_without_text > 0
+    if has_stream and (usage is None or context.output_tokens_from is TokenSource.STREAM):
+        output_tokens: int | None = streamed
         source = TokenSource.STREAM
+    elif usage is not None:
+        output_tokens = usage
+        source = TokenSource.USAGE
     else:
         output_tokens = None if exchange.status is not RequestStatus.OK else 0
         source = TokenSource.NONE
@@ -162,6 +224,7 @@ def freeze(exchange: Exchange, context: RequestContext, t0: float) -> RequestRec
     status = exchange.status
     if status is RequestStatus.PENDING:  # never finished and never failed: treat as cut
         status = RequestStatus.CUT
+    compared = status is RequestStatus.OK and streamed is not None and usage is not None
     return RequestRecord(
         request_id=exchange.request.request_id,
         instance=context.instance,
@@ -190,4 +253,11 @@ def freeze(exchange: Exchange, context: RequestContext, t0: float) -> RequestRec
         ),
         error_message=exchange.error_message,
         finish_reason=exchange.finish_reason,
+        stream_output_tokens=streamed,
+        usage_output_tokens=usage,
+        chunk_token_source=None if exchange.chunk_source is None else exchange.chunk_source.value,
+        token_mismatch=(streamed != usage) if compared else None,
+        reasoning_tokens=exchange.reasoning_tokens if streamed is not None else None,
+        session=context.session,
+        turn=context.turn,
     )

@@ -299,16 +299,7 @@ class KServePlatform:
             namespace=namespace,
             model=model_id or request.model.request_model,
             platform=self.name,
-            endpoint=None,
             clock_source="platform",
-            created_at=None,
-            ready_at=None,
-            t_created_s=None,
-            t_ready_s=None,
-            t_first_validated_s=None,
-            t_deleted_s=None,
-            status=DeploymentStatus.CREATED.value,
-            failure_reason=None,
         )
         instance = Instance(request=request, record=record, model_id=model_id)
         waiter = self._tracker.register(namespace, request.name, instance)

@@ -1,6 +1,15 @@
-"""The local platform: each model instance is a real emulator server process on its own loopback
-port, grouped by namespace (a folder). created = process spawned; ready = first successful
-``GET /health`` (probed every ``probe_interval_s``). Clock source: the harness (no platform clock).
+"""The local platform: each model instance is a real server process on its own loopback port,
+grouped by namespace (a folder): the embedded emulator (``models[].emulator``) or a real serving
+engine started from the scenario's command (``models[].server``: vLLM, TGI, a caikit runtime).
+created = process spawned; ready = first successful ``GET /health`` (an engine's ``ready_path``),
+probed every ``probe_interval_s``. Clock source: the harness (no platform clock). Each server's
+output goes to ``server.log`` in its folder; a server that exits while starting or is not ready
+within the timeout fails the instance with the log's last lines in the reason.
+
+*Engines.* The emulator picks its own port (port 0) and writes it to a file; an engine cannot, so
+the platform picks a free loopback port (bind to port 0, read it, close) and passes it through the
+command's ``{port}`` (and ``{grpc_port}``) placeholder: another process could take the port in
+between, in which case the engine fails to bind and the instance fails with its log.
 
 Terms. A *slot* is the right to have one instance starting (spawned, not yet ready or failed):
 ``deploy_concurrency`` slots exist, and ``deploy`` waits for one before spawning, so at most that
@@ -8,11 +17,13 @@ many servers load at once; the wait is not part of the load time. *Limits* (:cla
 are what an unprivileged process can impose on its children without cgroups: an address-space
 ceiling (``RLIMIT_AS``), a CPU affinity set and a niceness, applied in the child before ``exec``.
 
-Teardown is certain, in four layers: ``delete`` sends SIGTERM to the server's process group (each
-server leads its own), then SIGKILL after a grace period; ``close`` does that for every instance;
-every server is told to die with the harness (``PR_SET_PDEATHSIG``, armed in the child before
-``exec``, so even a harness killed during the server's start-up takes it along); and every server
-carries a marker in its environment and a pid file in the state directory, so that
+Teardown is certain, in four layers: ``delete`` stops the server's process group (each server
+leads its own, and an engine's engine-core and worker processes are in it): SIGTERM, SIGKILL after
+a grace period, then a sweep of what the leader left (:mod:`servingperf.platforms.processes`);
+``close`` does that for every instance; every server is told to die with the harness
+(``PR_SET_PDEATHSIG``, armed in the child before ``exec``, so even a harness killed during the
+server's start-up takes it along); and every server, with every process it forks, carries a
+marker in its environment and a pid file in the state directory, so that
 :func:`servingperf.platforms.reaper.reap_stale` (run at this platform's first deploy, and by
 ``servingperf cleanup``) removes servers whose harness died anyway.
 
@@ -32,11 +43,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
-import resource
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -50,7 +60,16 @@ import aiohttp
 from servingperf.emulator.faults import fault_args
 from servingperf.errors import ConfigError, DeployError
 from servingperf.model.deployments import DeploymentRecord, DeploymentStatus
+from servingperf.model.server_spec import expand
 from servingperf.platforms.base import Instance, InstanceRequest
+from servingperf.platforms.processes import (
+    child_setup,
+    exit_code,
+    log_tail,
+    signal_group,
+    spawn,
+    stop_group,
+)
 from servingperf.platforms.reaper import (
     ReapReport,
     default_state_dir,
@@ -60,11 +79,8 @@ from servingperf.platforms.reaper import (
 )
 from servingperf.results.rundir import write_json_atomic
 
-_STOP_GRACE_S = 5.0
-_KILL_WAIT_S = 5.0
-_EXIT_POLL_S = 0.05
-_PR_SET_PDEATHSIG = 1
 _MIB = 1024 * 1024
+_LOG_LINES = 5  # of a server's log, in the reason of a failed start
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +116,17 @@ class LocalLimits:
         return problems
 
 
+@dataclass(frozen=True, slots=True)
+class EngineLaunch:
+    """How to start one real engine (``models[].server``) and where it will answer."""
+
+    argv: list[str]
+    env: dict[str, str]
+    url: str
+    grpc_url: str | None
+    ready_path: str
+
+
 @dataclass(slots=True)
 class _Server:
     """Platform-private state of one server process (``Instance.handle``), shared by the
@@ -113,6 +140,10 @@ class _Server:
     device: tuple[str, str] | None = None  # (namespace, device) of a shared server
     model_ids: tuple[str, ...] = ()
     settings: tuple[object, ...] = ()
+    # An engine's addresses, known before it starts (the emulator's come from its port files).
+    url: str | None = None
+    grpc_url: str | None = None
+    ready_path: str = "/health"
 
 
 def device_key(request: InstanceRequest) -> tuple[str, str] | None:
@@ -139,11 +170,14 @@ def emulator_settings(request: InstanceRequest) -> tuple[object, ...]:
 
 
 def served_model_ids(request: InstanceRequest) -> tuple[str, ...]:
-    """The model ids the request's server answers to: the device's (repeats served once), or its own."""
+    """The model ids the request's server answers to: the device's (repeats served once), or its
+    own; then the names of the model's LoRA adapters (``models[].adapters``), which the emulator
+    serves on the same engine, as vLLM serves ``--lora-modules`` beside its base model."""
     own = request.model.request_model
+    adapters = tuple(request.model.adapters.weights) if request.model.adapters else ()
     if device_key(request) is None:
-        return (own,)
-    ids = tuple(dict.fromkeys(request.device_model_ids))
+        return tuple(dict.fromkeys((own, *adapters)))
+    ids = tuple(dict.fromkeys((*request.device_model_ids, *adapters)))
     if own not in ids:
         raise DeployError(
             f"{request.name}: its model id {own!r} is not among the device's model ids"
@@ -152,39 +186,26 @@ def served_model_ids(request: InstanceRequest) -> tuple[str, ...]:
     return ids
 
 
-def _load_prctl() -> Callable[..., int] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    return prctl
-
-
 def _child_setup(limits: LocalLimits, parent_pid: int) -> Callable[[], None]:
-    """The function run in the child between fork and exec: death signal first, then limits.
+    return child_setup(
+        parent_pid,
+        memory_bytes=limits.memory_limit_mib * _MIB if limits.memory_limit_mib else None,
+        cpus=set(limits.cpus) if limits.cpus else None,
+        nice=limits.nice,
+    )
 
-    Everything it needs is resolved here, in the parent, so the child only makes system calls.
-    """
-    prctl = _load_prctl()
-    memory = limits.memory_limit_mib * _MIB if limits.memory_limit_mib else None
-    cpus = set(limits.cpus) if limits.cpus else None
-    nice = limits.nice
 
-    def setup() -> None:
-        if prctl is not None:
-            prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
-            if os.getppid() != parent_pid:  # the harness died before the signal was armed
-                os.kill(os.getpid(), signal.SIGKILL)
-        if memory is not None:
-            resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-        if cpus is not None:
-            os.sched_setaffinity(0, cpus)
-        if nice:
-            os.nice(nice)
+def _free_port(host: str) -> int:
+    """A port free on ``host`` just now (see the module docstring for the race this leaves)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+    return port
 
-    return setup
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class LocalPlatform:
@@ -252,10 +273,39 @@ class LocalPlatform:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    def engine_command(self, request: InstanceRequest, folder: Path) -> EngineLaunch:
+        """An engine's argv and environment additions with the placeholders filled in, and the
+        addresses chosen for it (see the module docstring)."""
+        server = request.model.server
+        if server is None:
+            raise DeployError(f"{request.name}: no 'server' section to start")
+        port = _free_port(self._host)
+        grpc_port = _free_port(self._host) if server.uses_grpc_port else None
+        values = {
+            "host": self._host,
+            "port": str(port),
+            "grpc_port": "" if grpc_port is None else str(grpc_port),
+            "model_id": request.model.request_model,
+            "instance_dir": str(folder),
+        }
+        # A Python engine writing to a file buffers its output: unbuffered, the log a failure
+        # quotes is the log as it stands (the scenario's env may still say otherwise).
+        env = {"PYTHONUNBUFFERED": "1"}
+        env.update({key: expand(value, values) for key, value in server.env.items()})
+        return EngineLaunch(
+            argv=[expand(part, values) for part in server.command],
+            env=env,
+            url=f"http://{_hostport(self._host, port)}",
+            grpc_url=None if grpc_port is None else _hostport(self._host, grpc_port),
+            ready_path=server.ready_path,
+        )
+
     def command(self, request: InstanceRequest, folder: Path) -> list[str]:
         emulator = request.model.emulator
         if emulator is None:
-            raise DeployError(f"{request.name}: the local platform needs an 'emulator' section")
+            raise DeployError(
+                f"{request.name}: the local platform needs an 'emulator' or a 'server' section"
+            )
         # The emulator's own lean entry point (not the Typer CLI): one process per instance, so
         # every module it imports is paid once per instance (docs/emulator.md, Memory).
         argv = [
@@ -323,11 +373,16 @@ class LocalPlatform:
         folder = self._dir(request)
         for stale in ("port", "grpc_port"):  # from an earlier deploy in the same folder
             (folder / stale).unlink(missing_ok=True)
-        argv = self.command(request, folder)
+        engine: EngineLaunch | None = None
+        if request.model.server is not None:
+            engine = self.engine_command(request, folder)
+            argv, extra_env, what = engine.argv, engine.env, "the server"
+        else:
+            argv, extra_env, what = self.command(request, folder), {}, "the emulator"
         if self._slots is not None:
             await self._slots.acquire()
         try:
-            process = self._spawn(argv, folder, request.name)
+            process = self._spawn(argv, folder, f"{request.name}: cannot start {what}", extra_env)
         except BaseException:
             if self._slots is not None:
                 self._slots.release()
@@ -342,6 +397,9 @@ class LocalPlatform:
             model_ids=served_model_ids(request),
             settings=emulator_settings(request),
         )
+        if engine is not None:
+            server.url, server.grpc_url = engine.url, engine.grpc_url
+            server.ready_path = engine.ready_path
         server.pid_file = self._write_pid_file(request, process.pid)
         if key is not None:
             self._devices[key] = server
@@ -353,16 +411,9 @@ class LocalPlatform:
             namespace=request.namespace,
             model=request.model.request_model,
             platform=self.name,
-            endpoint=None,
             clock_source="harness",
             created_at=datetime.now(UTC),
-            ready_at=None,
             t_created_s=time.monotonic() - self._t0,
-            t_ready_s=None,
-            t_first_validated_s=None,
-            t_deleted_s=None,
-            status=DeploymentStatus.CREATED.value,
-            failure_reason=None,
         )
         instance = Instance(request=request, record=record, handle=server)
         self._instances.append(instance)
@@ -386,22 +437,16 @@ class LocalPlatform:
         server.users.add(request.name)
         return self._add(request, server)
 
-    def _spawn(self, argv: list[str], folder: Path, name: str) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, argv: list[str], folder: Path, failure: str, extra_env: dict[str, str]
+    ) -> subprocess.Popen[bytes]:
         env = dict(os.environ)
+        env.update(extra_env)
         env.update(server_environment(self._run_id, self._state_dir))
         try:
-            with (folder / "server.log").open("ab") as log:
-                return subprocess.Popen(
-                    argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=log,
-                    env=env,
-                    start_new_session=True,
-                    preexec_fn=_child_setup(self._limits, os.getpid()),
-                )
+            return spawn(argv, folder / "server.log", env, _child_setup(self._limits, os.getpid()))
         except (OSError, subprocess.SubprocessError) as exc:
-            raise DeployError(f"{name}: cannot start the emulator: {exc}") from exc
+            raise DeployError(f"{failure}: {exc}") from exc
 
     def _write_pid_file(self, request: InstanceRequest, pid: int) -> Path | None:
         path = self.run_state_dir / f"{pid}.json"
@@ -436,21 +481,23 @@ class LocalPlatform:
         url: str | None = None
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2.0))
+        log = server.folder / "server.log"
         while time.monotonic() < deadline:
-            code = _exit_code(server.process)
+            code = exit_code(server.process)
             if code is not None:
                 self._fail(
                     instance,
-                    f"server exited with code {code} while starting"
-                    f" ({_tail(server.folder / 'server.log')})",
+                    f"server exited with code {code} while starting ({log_tail(log, _LOG_LINES)})",
                 )
             if url is None:
-                url = _read_port_url(server.folder / "port", self._host)
-            if url is not None and await self._healthy(url):
-                grpc_port = _read_port(server.folder / "grpc_port")
-                if grpc_port is not None:
-                    shown = f"[{self._host}]" if ":" in self._host else self._host
-                    instance.grpc_url = f"{shown}:{grpc_port}"
+                url = server.url or _read_port_url(server.folder / "port", self._host)
+            if url is not None and await self._healthy(url + server.ready_path):
+                if server.grpc_url is not None:
+                    instance.grpc_url = server.grpc_url
+                else:
+                    grpc_port = _read_port(server.folder / "grpc_port")
+                    if grpc_port is not None:
+                        instance.grpc_url = _hostport(self._host, grpc_port)
                 instance.url = url
                 instance.record.endpoint = url
                 instance.record.ready_at = datetime.now(UTC)
@@ -458,17 +505,20 @@ class LocalPlatform:
                 instance.record.status = DeploymentStatus.READY.value
                 return
             await asyncio.sleep(self._probe_interval_s)
-        self._fail(instance, f"not ready after {timeout_s:g} s")
+        self._fail(
+            instance,
+            f"not ready after {timeout_s:g} s (last log lines: {log_tail(log, _LOG_LINES)})",
+        )
 
     def _fail(self, instance: Instance, reason: str) -> None:
         instance.record.status = DeploymentStatus.FAILED.value
         instance.record.failure_reason = reason
         raise DeployError(f"{instance.request.name}: {reason}")
 
-    async def _healthy(self, url: str) -> bool:
+    async def _healthy(self, probe_url: str) -> bool:
         assert self._session is not None
         try:
-            async with self._session.get(f"{url}/health") as response:
+            async with self._session.get(probe_url) as response:
                 return response.status == 200
         except (TimeoutError, aiohttp.ClientError):
             return False
@@ -485,17 +535,7 @@ class LocalPlatform:
             del self._devices[server.device]
         self._release_slot(server)
         process = server.process
-        if process.returncode is None:
-            if _exit_code(process) is None:
-                _signal_group(process.pid, signal.SIGTERM)
-                if not await _wait_exit(process, _STOP_GRACE_S):
-                    _signal_group(process.pid, signal.SIGKILL)
-                    await _wait_exit(process, _KILL_WAIT_S)
-            # The leader has exited but is not reaped yet, so its group id is still ours:
-            # sweep anything it may have left in the group, then reap it.
-            _signal_group(process.pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=_KILL_WAIT_S if _exit_code(process) is not None else 0)
+        await stop_group(process)
         if server.pid_file is not None and process.returncode is not None:
             server.pid_file.unlink(missing_ok=True)
             server.pid_file = None
@@ -534,7 +574,7 @@ class LocalPlatform:
         for instance in self._instances:
             process = _server(instance).process
             if process.returncode is None:
-                _signal_group(process.pid, signal.SIGKILL)
+                signal_group(process.pid, signal.SIGKILL)
 
 
 def _safe(name: str) -> str:
@@ -547,36 +587,6 @@ def _server(instance: Instance) -> _Server:
     if not isinstance(server, _Server):
         raise DeployError(f"{instance.request.name}: not deployed by this local platform")
     return server
-
-
-def _exit_code(process: subprocess.Popen[bytes]) -> int | None:
-    """The exit code (negative: killed by that signal) if the process has exited, else None;
-    the process is left unreaped (``WNOWAIT``) so its process group stays ours to signal."""
-    if process.returncode is not None:
-        return process.returncode
-    try:
-        info = os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-    except ChildProcessError:  # reaped elsewhere: let Popen find out what it can
-        return process.poll()
-    if info is None:
-        return None
-    if info.si_code == os.CLD_EXITED:
-        return info.si_status
-    return -info.si_status
-
-
-async def _wait_exit(process: subprocess.Popen[bytes], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while _exit_code(process) is None:
-        if time.monotonic() >= deadline:
-            return False
-        await asyncio.sleep(_EXIT_POLL_S)
-    return True
-
-
-def _signal_group(pid: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signum)
 
 
 def _read_port(path: Path) -> int | None:
@@ -593,11 +603,3 @@ def _read_port_url(path: Path, host: str) -> str | None:
         return None
     shown = f"[{host}]" if ":" in host else host
     return f"http://{shown}:{port}"
-
-
-def _tail(path: Path, lines: int = 3) -> str:
-    try:
-        content = path.read_text(errors="replace").strip().splitlines()
-    except OSError:
-        return "no server log"
-    return " | ".join(content[-lines:]) or "empty server log"

@@ -1,4 +1,8 @@
-"""The static platform: already-running servers given by URL. Nothing is deployed or deleted.
+"""The static platform: already-running servers given by address. Nothing is deployed or deleted.
+
+An endpoint gives an HTTP base URL (``url``: OpenAI, KServe v2 REST), a gRPC address
+(``grpc_address``: caikit, TGIS, KServe v2 gRPC; ``grpcs://`` or a CA file for TLS), or both; an
+instance carries both, and the protocol client dials the one its protocol speaks.
 
 Each instance still gets a deployment record, so that a static run directory has the same files
 as any other (``deployments.parquet``) and readers never special-case it. The record says only
@@ -41,12 +45,19 @@ class StaticPlatform:
         endpoint = request.model.endpoint
         if endpoint is None:
             raise DeployError(f"{request.name}: the static platform needs an 'endpoint'")
+        grpc = request.model.protocol.value.endswith("-grpc")
+        address = endpoint.grpc_address if grpc else endpoint.url
+        if address is None:
+            field = "endpoint.grpc_address" if grpc else "endpoint.url"
+            raise DeployError(
+                f"{request.name}: protocol {request.model.protocol.value!r} needs {field}"
+            )
         record = DeploymentRecord(
             instance=request.name,
             namespace=request.namespace,
             model=request.model.request_model,
             platform=self.name,
-            endpoint=endpoint.url,
+            endpoint=address,
             clock_source="harness",
             created_at=None,  # not created by us: see the module docstring
             ready_at=datetime.now(UTC),
@@ -57,7 +68,9 @@ class StaticPlatform:
             status=DeploymentStatus.READY.value,
             failure_reason=None,
         )
-        instance = Instance(request=request, record=record, url=endpoint.url)
+        instance = Instance(
+            request=request, record=record, url=endpoint.url, grpc_url=endpoint.grpc_address
+        )
         self._instances.append(instance)
         return instance
 

@@ -26,14 +26,12 @@ from servingperf.protocols._generated import (
     caikit_runtime_Nlp_pb2_grpc,
 )
 from servingperf.protocols.grpc_common import (
-    ChannelHolder,
+    GrpcClient,
     Progress,
     await_unary,
-    base_metadata,
     call_metadata,
     consume_stream,
     enum_name,
-    parse_endpoint,
     probe_failure,
     probe_timeout_s,
 )
@@ -79,7 +77,7 @@ def read_stream_message(message: caikit_data_model_nlp_pb2.GeneratedTextStreamRe
     finish = details.finish_reason if has_details else FinishReason.NOT_FINISHED
     return Progress(
         generated_total=details.generated_tokens if has_details else 0,
-        has_text=bool(message.generated_text),
+        text=message.generated_text,
         input_tokens=details.input_token_count if has_details else 0,
         finish_reason=None
         if finish == FinishReason.NOT_FINISHED
@@ -87,15 +85,11 @@ def read_stream_message(message: caikit_data_model_nlp_pb2.GeneratedTextStreamRe
     )
 
 
-class CaikitClient:
+class CaikitClient(GrpcClient):
     """One client per model instance: one channel, shared by all users of the instance."""
 
     def __init__(self, target: Target) -> None:
-        self._target = target
-        self._address = parse_endpoint(target).address
-        self._channels = ChannelHolder(target)
-        self._metadata = (*base_metadata(target), (MODEL_HEADER, target.model))
-        self._timeout_s = target.request_timeout_s
+        super().__init__(target, ((MODEL_HEADER, target.model),))
 
     @staticmethod
     def _stub(channel: grpc.aio.Channel) -> NlpServiceAsyncStub:
@@ -133,7 +127,7 @@ class CaikitClient:
             call = stub.ServerStreamingTextGenerationTaskPredict(
                 stream_request, metadata=metadata, timeout=self._timeout_s
             )
-            await consume_stream(exchange, call, read_stream_message)
+            await consume_stream(exchange, call, read_stream_message, self._counter)
             return
         unary_request = caikit_runtime_Nlp_pb2.TextGenerationTaskRequest(
             text=prompt_text(request), max_new_tokens=max_new, min_new_tokens=min_new
@@ -153,9 +147,6 @@ class CaikitClient:
             exchange.usage_input_tokens = result.input_token_count
         exchange.finish_reason = enum_name(FinishReason, result.finish_reason)
         exchange.succeed(now)
-
-    async def aclose(self) -> None:
-        await self._channels.aclose()
 
 
 def create(target: Target) -> CaikitClient:

@@ -29,6 +29,8 @@ import grpc
 from servingperf.errors import ConfigError, TargetError
 from servingperf.model.records import ErrorKind, Exchange
 from servingperf.model.target import Target
+from servingperf.protocols.chunk_tokens import note_chunk
+from servingperf.protocols.token_counter import TokenCounter, load_counter
 
 Metadata = tuple[tuple[str, str], ...]
 M = TypeVar("M")
@@ -204,6 +206,8 @@ def classify_rpc_error(error: grpc.aio.AioRpcError, *, received: bool) -> tuple[
 
     ``received`` says whether any response message had arrived: a stream that breaks off after
     data is a truncated response (PROTOCOL), a call that never reached a server is CONNECT.
+    RESOURCE_EXHAUSTED, the code of HTTP 429 in google.rpc, is RATE_LIMITED, except gRPC's own
+    message-size limit ("larger than max"), which is a status like any other.
     """
     code = error.code()
     details = (error.details() or "").strip()
@@ -218,6 +222,8 @@ def classify_rpc_error(error: grpc.aio.AioRpcError, *, received: bool) -> tuple[
             return ErrorKind.PROTOCOL, f"stream broken off: {reason}"
     if code is grpc.StatusCode.INTERNAL and "deserializ" in lowered:
         return ErrorKind.PROTOCOL, f"malformed response: {reason}"
+    if code is grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" not in lowered:
+        return ErrorKind.RATE_LIMITED, reason  # HTTP 429's code (google.rpc); not a size limit
     return ErrorKind.GRPC_STATUS, reason
 
 
@@ -240,13 +246,13 @@ class Progress:
     """What one streamed response message says about its generation.
 
     ``generated_total`` is the server's cumulative generated-token count (0 when the message does
-    not give one); ``has_text`` whether it carries generated text; ``input_tokens`` the prompt size
+    not give one); ``text`` the generated text it carries ("" for none); ``input_tokens`` the prompt size
     when the message gives it (0 otherwise); ``finish_reason`` the stop reason once finished, else
     None.
     """
 
     generated_total: int
-    has_text: bool
+    text: str
     input_tokens: int
     finish_reason: str | None
 
@@ -255,19 +261,22 @@ async def consume_stream(
     exchange: Exchange,
     call: grpc.aio.UnaryStreamCall[Any, M],
     read: Callable[[M], Progress],
+    counter: TokenCounter | None = None,
 ) -> None:
     """Read a server-streaming generation call into ``exchange`` (succeed or fail it).
 
-    Tokens per message are the deltas of the server's cumulative count; a server that sends text
-    without counts is counted one token per text-bearing message (N then comes from the stream).
-    The stream must end with a finish reason: one that ends without is truncated (PROTOCOL).
-    The call is cancelled if we stop reading early, also when our task is cancelled.
+    Tokens per message (:mod:`servingperf.protocols.chunk_tokens`) are the deltas of the server's
+    cumulative count, which is also the usage count; a server that sends text without counts is
+    counted by ``counter`` over each message's text, else one token per text-bearing message
+    (N then comes from the stream). The stream must end with a finish reason: one that ends
+    without is truncated (PROTOCOL). The call is cancelled if we stop reading early, also when
+    our task is cancelled.
     """
     received = False
     counted = 0  # the server's cumulative count, when it gives one
-    # Text-bearing messages of a server that gives no counts: one token each, committed only if
-    # no count ever comes (a count, once given, is the one source of N and of token chunks).
-    uncounted: list[float] = []
+    # Text-bearing messages of a server that gives no counts, committed only if no count ever
+    # comes (a count, once given, is the one source of N and of token chunks).
+    uncounted: list[tuple[float, str]] = []
     finish_reason: str | None = None
     try:
         async for message in call:
@@ -280,12 +289,15 @@ async def consume_stream(
             if progress.input_tokens > 0:
                 exchange.usage_input_tokens = progress.input_tokens
             if progress.generated_total > counted:
-                exchange.token_chunk(now, progress.generated_total - counted)
+                delta = progress.generated_total - counted
                 counted = progress.generated_total
                 exchange.usage_output_tokens = counted
                 uncounted.clear()
-            elif progress.has_text and counted == 0:
-                uncounted.append(now)
+                note_chunk(exchange, now, progress.text, delta, counter)
+            elif counted:
+                note_chunk(exchange, now, progress.text, 0, counter)
+            elif progress.text:
+                uncounted.append((now, progress.text))
             if progress.finish_reason is not None:
                 finish_reason = progress.finish_reason
     except grpc.aio.AioRpcError as exc:
@@ -296,8 +308,8 @@ async def consume_stream(
         if not call.done():
             call.cancel()
         if counted == 0:
-            for arrival in uncounted:
-                exchange.token_chunk(arrival, 1)
+            for arrival, text in uncounted:
+                note_chunk(exchange, arrival, text, None, counter)
     now = time.monotonic()
     if finish_reason is None:
         exchange.fail(now, ErrorKind.PROTOCOL, "the stream ended without a finish reason")
@@ -370,3 +382,23 @@ class ChannelHolder:
         channel, self._channel = self._channel, None
         if channel is not None:
             await channel.close(None)
+
+
+class GrpcClient:
+    """What every gRPC client of one model instance holds: its address, one channel shared by all
+    users of the instance, the call metadata (``extra_metadata`` after the target's own), the
+    per-request deadline and the target's tokenizer (None: none named). Subclasses add the
+    protocol's stub, probe and generate."""
+
+    def __init__(self, target: Target, extra_metadata: Metadata = ()) -> None:
+        self._target = target
+        self._address = parse_endpoint(target).address
+        self._channels = ChannelHolder(target)
+        self._metadata: Metadata = (*base_metadata(target), *extra_metadata)
+        self._timeout_s = target.request_timeout_s
+        self._counter: TokenCounter | None = (
+            None if target.tokenizer is None else load_counter(target.tokenizer)
+        )
+
+    async def aclose(self) -> None:
+        await self._channels.aclose()

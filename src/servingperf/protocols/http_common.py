@@ -46,6 +46,14 @@ def new_session(target: Target) -> aiohttp.ClientSession:
     )
 
 
+EMPTY_RESPONSE = "empty response: HTTP 200 with an empty body"
+
+
+def status_kind(status: int) -> ErrorKind:
+    """The error kind of an HTTP error status: 429 (the server sheds load) is its own kind."""
+    return ErrorKind.RATE_LIMITED if status == 429 else ErrorKind.HTTP_STATUS
+
+
 def classify(exc: BaseException) -> tuple[ErrorKind, str]:
     """Map a transport exception to an error kind and a one-line reason."""
     if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):

@@ -22,12 +22,10 @@ from servingperf.model.target import Target
 from servingperf.protocols._generated import grpc_predict_v2_pb2 as pb
 from servingperf.protocols._generated import grpc_predict_v2_pb2_grpc
 from servingperf.protocols.grpc_common import (
-    ChannelHolder,
+    GrpcClient,
     await_probe,
     await_unary,
-    base_metadata,
     call_metadata,
-    parse_endpoint,
     probe_timeout_s,
 )
 from servingperf.protocols.kserve_v2_tensors import (
@@ -45,15 +43,8 @@ if TYPE_CHECKING:
 NO_STREAMING = "kserve-v2-grpc cannot stream (ModelInfer is unary): run it with streaming off"
 
 
-class KServeV2GrpcClient:
+class KServeV2GrpcClient(GrpcClient):
     """One client per model instance: one channel, shared by all users of the instance."""
-
-    def __init__(self, target: Target) -> None:
-        self._target = target
-        self._address = parse_endpoint(target).address
-        self._channels = ChannelHolder(target)
-        self._metadata = base_metadata(target)
-        self._timeout_s = target.request_timeout_s
 
     @staticmethod
     def _stub(channel: grpc.aio.Channel) -> GRPCInferenceServiceAsyncStub:
@@ -116,9 +107,6 @@ class KServeV2GrpcClient:
             exchange.usage_input_tokens = result.input_tokens
         exchange.finish_reason = result.finish_reason
         exchange.succeed(now)
-
-    async def aclose(self) -> None:
-        await self._channels.aclose()
 
 
 def create(target: Target) -> KServeV2GrpcClient:

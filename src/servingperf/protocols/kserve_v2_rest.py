@@ -7,13 +7,17 @@ event). A non-streaming request is ``POST /v2/models/{m}/infer`` (the core proto
 server has it) or, with ``unary_endpoint="generate"``, ``POST /v2/models/{m}/generate``. Tensor and
 parameter conventions are in :mod:`servingperf.protocols.kserve_v2_tensors`.
 
-Token chunks: an event is token-bearing when it carries a positive ``num_output_tokens`` or, when
-the server sends no counts, non-empty ``text_output`` (one token per event, as Triton streams).
-A non-streaming response must carry ``num_output_tokens`` (the server's count of N): without it
-the request fails as PROTOCOL, as an OpenAI response without usage does. The generate stream has
-no end marker: it ends when the body ends; a body cut short is a transport error, a body
-without any event is empty (both PROTOCOL).
-An ``error`` object in a stream fails the request (PROTOCOL), whatever the HTTP status said.
+Token chunks (:mod:`servingperf.protocols.chunk_tokens`): an event is token-bearing when it
+carries text (``text_output``); its tokens are its ``num_output_tokens`` when the server counts
+them, else the target's tokenizer over its text, else one (as Triton streams); tokens counted on
+an event without text are carried by the next event with text. There is no usage block: N is
+the streamed count. A non-streaming response must carry ``num_output_tokens`` (the server's
+count of N): without it the request fails as PROTOCOL, as an OpenAI response without usage
+does. The generate stream has no end marker: it ends when the body ends; a body cut short is a
+transport error, a body without any event is empty (both PROTOCOL; an empty body is an "empty
+response", streamed or not).
+An ``error`` object in a stream fails the request (PROTOCOL), whatever the HTTP status said; a
+429 is ``rate_limited``, another error status ``http_status``.
 The probe asks ``/v2/health/ready`` and ``/v2/models/{m}/ready``.
 """
 
@@ -29,7 +33,8 @@ import aiohttp
 from servingperf.errors import TargetError
 from servingperf.model.records import ErrorKind, Exchange
 from servingperf.model.target import Target
-from servingperf.protocols.http_common import classify, new_session
+from servingperf.protocols.chunk_tokens import note_chunk
+from servingperf.protocols.http_common import EMPTY_RESPONSE, classify, new_session, status_kind
 from servingperf.protocols.kserve_v2_tensors import (
     GenerationOutput,
     TensorError,
@@ -40,6 +45,7 @@ from servingperf.protocols.kserve_v2_tensors import (
     json_outputs,
 )
 from servingperf.protocols.sse import SseParser
+from servingperf.protocols.token_counter import load_counter
 
 _ERROR_BODY_CHARS = 300
 UnaryEndpoint = Literal["infer", "generate"]
@@ -58,6 +64,7 @@ class KServeV2RestClient:
         self._stream_url = f"{model_path}/generate_stream"
         self._timeout = aiohttp.ClientTimeout(total=target.request_timeout_s)
         self._session: aiohttp.ClientSession | None = None
+        self._counter = None if target.tokenizer is None else load_counter(target.tokenizer)
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -109,7 +116,7 @@ class KServeV2RestClient:
                     text = await response.text(errors="replace")
                     exchange.fail(
                         time.monotonic(),
-                        ErrorKind.HTTP_STATUS,
+                        status_kind(response.status),
                         f"HTTP {response.status}: {text[:_ERROR_BODY_CHARS]}",
                     )
                     return
@@ -124,6 +131,9 @@ class KServeV2RestClient:
     async def _read_whole(self, response: aiohttp.ClientResponse, exchange: Exchange) -> None:
         raw = await response.read()
         now = time.monotonic()
+        if not raw.strip():
+            exchange.fail(now, ErrorKind.PROTOCOL, EMPTY_RESPONSE)
+            return
         try:
             data = json.loads(raw)
             if self._unary_endpoint == "generate":
@@ -144,8 +154,10 @@ class KServeV2RestClient:
     async def _read_stream(self, response: aiohttp.ClientResponse, exchange: Exchange) -> None:
         parser = SseParser()
         events = 0
+        received = False
         async for data in response.content.iter_any():
             now = time.monotonic()
+            received = received or bool(data)
             for event in parser.feed(data):
                 if not self._event(event, exchange, now):
                     return
@@ -156,7 +168,8 @@ class KServeV2RestClient:
                 return
             events += 1
         if events == 0:
-            exchange.fail(now, ErrorKind.PROTOCOL, "the stream ended without any event")
+            message = "the stream ended without any event" if received else EMPTY_RESPONSE
+            exchange.fail(now, ErrorKind.PROTOCOL, message)
             return
         exchange.succeed(now)
 
@@ -175,10 +188,7 @@ class KServeV2RestClient:
         except TensorError as exc:
             exchange.fail(now, ErrorKind.PROTOCOL, f"malformed event: {exc}: {event[:200]!r}")
             return False
-        if result.output_tokens is not None:
-            exchange.token_chunk(now, result.output_tokens)
-        elif result.text:
-            exchange.token_chunk(now, 1)
+        note_chunk(exchange, now, result.text or "", result.output_tokens, self._counter)
         if result.input_tokens is not None:
             exchange.usage_input_tokens = result.input_tokens
         if result.finish_reason:

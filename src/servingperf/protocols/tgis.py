@@ -21,15 +21,13 @@ from servingperf.model.records import ErrorKind, Exchange, GenerationRequest
 from servingperf.model.target import Target
 from servingperf.protocols._generated import generation_pb2, generation_pb2_grpc
 from servingperf.protocols.grpc_common import (
-    ChannelHolder,
+    GrpcClient,
     Progress,
     await_probe,
     await_unary,
-    base_metadata,
     call_metadata,
     consume_stream,
     enum_name,
-    parse_endpoint,
     probe_timeout_s,
 )
 
@@ -60,21 +58,14 @@ def read_response(message: generation_pb2.GenerationResponse) -> Progress:
     stop = message.stop_reason
     return Progress(
         generated_total=message.generated_token_count,
-        has_text=bool(message.text),
+        text=message.text,
         input_tokens=message.input_token_count,
         finish_reason=None if stop == StopReason.NOT_FINISHED else enum_name(StopReason, stop),
     )
 
 
-class TgisClient:
+class TgisClient(GrpcClient):
     """One client per model instance: one channel, shared by all users of the instance."""
-
-    def __init__(self, target: Target) -> None:
-        self._target = target
-        self._address = parse_endpoint(target).address
-        self._channels = ChannelHolder(target)
-        self._metadata = base_metadata(target)
-        self._timeout_s = target.request_timeout_s
 
     @staticmethod
     def _stub(channel: grpc.aio.Channel) -> GenerationServiceAsyncStub:
@@ -109,7 +100,7 @@ class TgisClient:
             )
             exchange.mono_sent = time.monotonic()
             call = stub.GenerateStream(single, metadata=metadata, timeout=self._timeout_s)
-            await consume_stream(exchange, call, read_response)
+            await consume_stream(exchange, call, read_response, self._counter)
             return
         batch = generation_pb2.BatchedGenerationRequest(
             model_id=self._target.model, requests=[text], params=params
@@ -134,9 +125,6 @@ class TgisClient:
             exchange.usage_input_tokens = response.input_token_count
         exchange.finish_reason = enum_name(StopReason, response.stop_reason)
         exchange.succeed(now)
-
-    async def aclose(self) -> None:
-        await self._channels.aclose()
 
 
 def create(target: Target) -> TgisClient:

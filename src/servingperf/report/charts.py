@@ -41,6 +41,17 @@ from servingperf.report.points import (
     sample_indices,
 )
 from servingperf.report.sweep_charts import sweep_charts
+from servingperf.report.timeline import model_lookup, points_layer, timeline_points
+from servingperf.report.vega import (
+    ZOOM,
+    axis_title,
+    base,
+    box_fields,
+    colour,
+    compact,
+    num,
+    sampled,
+)
 
 Spec = dict[str, Any]
 
@@ -48,34 +59,6 @@ POINT_CAP = 5000
 WIDTH = 560
 HEIGHT = 300
 PANEL_WIDTH = 260
-STATUS_SHAPES = {"ok": "circle", "error": "cross", "cut": "triangle-up"}
-ZOOM = {"name": "zoom", "select": "interval", "bind": "scales"}
-FAILED_TEST = "datum.status !== 'ok'"
-
-
-def _title(metric: str) -> str:
-    """An axis title with its unit, both read from METRICS."""
-    definition = METRICS[metric]
-    return f"{definition.title} ({definition.unit})"
-
-
-def _num(value: float | int | None, digits: int = 6) -> float | None:
-    """A JSON number rounded to ``digits`` significant digits (smaller pages), None for NaN/absent.
-
-    Per-request points use 4 digits: plenty to place a point and read a tooltip, and a third less
-    page weight; the exact figures are in the KPI table.
-    """
-    if value is None:
-        return None
-    number = float(value)
-    if not math.isfinite(number):
-        return None
-    return float(f"{number:.{digits}g}")
-
-
-def _compact(row: dict[str, Any]) -> dict[str, Any]:
-    """The row without its absent fields (a missing field is absent to Vega too, and costs nothing)."""
-    return {key: value for key, value in row.items() if value is not None}
 
 
 def _model_of(figures: RequestFigures, summary: Mapping[str, Any]) -> dict[str, str]:
@@ -90,46 +73,8 @@ def _model_of(figures: RequestFigures, summary: Mapping[str, Any]) -> dict[str, 
     return mapping
 
 
-def _as_text(field: str, number_format: str) -> dict[str, Any]:
-    """A calculate transform adding ``<field>_text``: the formatted value, or an em dash when the
-    figure does not apply (a tooltip would otherwise print "undefined" for a failed request)."""
-    return {
-        "calculate": f"isValid(datum.{field}) ? format(datum.{field}, '{number_format}') : '—'",
-        "as": f"{field}_text",
-    }
-
-
-def _model_lookup(model_of: Mapping[str, str]) -> dict[str, Any]:
-    """A lookup transform adding ``model`` to each row from its ``instance``."""
-    return {
-        "lookup": "instance",
-        "from": {
-            "data": {"values": [{"instance": i, "model": m} for i, m in sorted(model_of.items())]},
-            "key": "instance",
-            "fields": ["model"],
-        },
-    }
-
-
 def _count(value: float) -> int | None:
     return int(value) if math.isfinite(value) else None
-
-
-def _sampled(shown: int, total: int, noun: str, extra: str = "") -> str:
-    if shown == total:
-        return f"{total:,} {noun}{extra}"
-    return f"sampled {shown:,} of {total:,} {noun}{extra}"
-
-
-def _color(field: str, domain: Sequence[str], title: str) -> dict[str, Any]:
-    """A nominal colour channel with an explicit domain, so colours agree across charts."""
-    return {"field": field, "type": "nominal", "title": title, "scale": {"domain": list(domain)}}
-
-
-def _base(title: str, subtitle: str | list[str], **rest: Any) -> Spec:
-    spec: Spec = {"title": {"text": title, "subtitle": subtitle, "anchor": "start"}}
-    spec.update(rest)
-    return spec
 
 
 def _instances(summary: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -149,52 +94,52 @@ def latency_per_token(
     falls back to the output tokens actually received and says so.
     """
     has_x = np.isfinite(figures.requested_output_tokens)
-    base: BoolArray = figures.measured & np.isfinite(figures.ntpot_s)
-    if bool((base & has_x).any()):
+    eligible: BoolArray = figures.measured & np.isfinite(figures.ntpot_s)
+    if bool((eligible & has_x).any()):
         x_values: FloatArray = figures.requested_output_tokens
         x_title = f"Requested output tokens ({METRICS['output_tokens'].unit})"
-        candidates = base & has_x
+        candidates = eligible & has_x
     else:
         x_values = figures.output_tokens
-        x_title = f"{_title('output_tokens')}, none requested"
-        candidates = base
+        x_title = f"{axis_title('output_tokens')}, none requested"
+        candidates = eligible
     rows: IntArray = sample_indices(candidates, cap)
     values = [
-        _compact(
+        compact(
             {
                 "request_id": str(figures.request_id[i]),
                 "instance": str(figures.instance[i]),
-                "x": _num(x_values[i], 4),
-                "ntpot_s": _num(figures.ntpot_s[i], 4),
+                "x": num(x_values[i], 4),
+                "ntpot_s": num(figures.ntpot_s[i], 4),
                 "output_tokens": _count(figures.output_tokens[i]),
             }
         )
         for i in rows
     ]
     total = int(candidates.sum())
-    ntpot = _title("ntpot_s")
-    return _base(
+    ntpot = axis_title("ntpot_s")
+    return base(
         "Details of the latency per token of the load test answers",
         [
-            _sampled(len(values), total, "measured requests"),
+            sampled(len(values), total, "measured requests"),
             f"{METRICS['ntpot_s'].title}: {METRICS['ntpot_s'].definition}",
         ],
         width=WIDTH,
         height=HEIGHT,
         data={"values": values},
-        transform=[_model_lookup(model_of)],
+        transform=[model_lookup(model_of)],
         params=[ZOOM],
         mark={"type": "point", "filled": True, "opacity": 0.55, "size": 30},
         encoding={
             "x": {"field": "x", "type": "quantitative", "title": x_title},
             "y": {"field": "ntpot_s", "type": "quantitative", "title": ntpot},
-            "color": _color("model", models, "Model"),
+            "color": colour("model", models, "Model"),
             "tooltip": [
                 {"field": "request_id", "title": "Request"},
                 {"field": "instance", "title": "Instance"},
                 {"field": "model", "title": "Model"},
                 {"field": "x", "title": x_title},
-                {"field": "output_tokens", "title": _title("output_tokens")},
+                {"field": "output_tokens", "title": axis_title("output_tokens")},
                 {"field": "ntpot_s", "title": ntpot, "format": ".4~g"},
             ],
         },
@@ -202,21 +147,7 @@ def latency_per_token(
 
 
 def _box_row(model: str, stats: BoxStats) -> dict[str, Any]:
-    return {
-        "model": model,
-        "n": stats.n,
-        "min": _num(stats.min),
-        "whisker_low": _num(stats.whisker_low),
-        "q1": _num(stats.q1),
-        "median": _num(stats.median),
-        "q3": _num(stats.q3),
-        "whisker_high": _num(stats.whisker_high),
-        "max": _num(stats.max),
-        "mean": _num(stats.mean),
-        "p90": _num(stats.p90),
-        "p99": _num(stats.p99),
-        "outliers": stats.outliers,
-    }
+    return {"model": model, **box_fields(stats)}
 
 
 def _box_panel(figures: RequestFigures, metric: str, models: Sequence[str]) -> Spec:
@@ -227,7 +158,7 @@ def _box_panel(figures: RequestFigures, metric: str, models: Sequence[str]) -> S
         stats = box_stats(values[selected])
         if stats is not None:
             rows.append(_box_row(model, stats))
-    unit_title = _title(metric)
+    unit_title = axis_title(metric)
     x = {
         "field": "model",
         "type": "nominal",
@@ -249,7 +180,7 @@ def _box_panel(figures: RequestFigures, metric: str, models: Sequence[str]) -> S
         )
     ]
     tooltip.append({"field": "outliers", "title": "beyond whiskers"})
-    color = _color("model", models, "Model") | {"legend": None}
+    color = colour("model", models, "Model") | {"legend": None}
     return {
         "title": {"text": METRICS[metric].title, "subtitle": METRICS[metric].definition},
         "width": PANEL_WIDTH,
@@ -288,7 +219,7 @@ def per_token_distribution(figures: RequestFigures, models: Sequence[str]) -> Sp
         f"{METRICS[m].title}: n={int((figures.measured & np.isfinite(getattr(figures, m))).sum()):,}"
         for m in ("tpot_s", "ntpot_s")
     )
-    return _base(
+    return base(
         "Distribution of the latency per token",
         [
             f"every measured request ({counts})",
@@ -310,7 +241,7 @@ def _summary_bars(
     extra_keys = sorted({k for row in rows for k in row} - {"instance", "model", "phase", "value"})
     tooltip += [{"field": key, "title": key, "format": ".4~g"} for key in extra_keys]
     y = {"field": "instance", "type": "nominal", "title": "Instance", "sort": None}
-    return _base(
+    return base(
         title,
         subtitle,
         width=WIDTH,
@@ -320,7 +251,7 @@ def _summary_bars(
         layer=[
             {
                 "mark": {"type": "bar"},
-                "encoding": {"color": _color("model", models, "Model"), "tooltip": tooltip},
+                "encoding": {"color": colour("model", models, "Model"), "tooltip": tooltip},
             },
             {
                 "mark": {"type": "text", "align": "left", "dx": 4},
@@ -342,15 +273,15 @@ def throughput(summary: Mapping[str, Any], models: Sequence[str]) -> Spec:
                 "instance": str(name),
                 "model": str(inst.get("model")),
                 "phase": str(inst.get("phase")),
-                "value": _num(tput["output_tps"]),
-                "request_rps": _num(tput.get("request_rps")),
-                "window_s": _num((inst.get("window") or {}).get("length_s")),
+                "value": num(tput["output_tps"]),
+                "request_rps": num(tput.get("request_rps")),
+                "window_s": num((inst.get("window") or {}).get("length_s")),
             }
         )
     metric = METRICS["output_throughput_tps"]
     return _summary_bars(
         rows,
-        _title("output_throughput_tps"),
+        axis_title("output_throughput_tps"),
         f"{metric.title} per instance",
         metric.definition,
         models,
@@ -369,11 +300,11 @@ def mean_latency(summary: Mapping[str, Any], models: Sequence[str]) -> Spec:
                 "instance": str(name),
                 "model": str(inst.get("model")),
                 "phase": str(inst.get("phase")),
-                "value": _num(stats.get("mean")),
+                "value": num(stats.get("mean")),
                 "n": stats.get("n"),
-                "p50": _num(stats.get("p50")),
-                "p90": _num(stats.get("p90")),
-                "p99": _num(stats.get("p99")),
+                "p50": num(stats.get("p50")),
+                "p90": num(stats.get("p90")),
+                "p99": num(stats.get("p99")),
             }
         )
     metric = METRICS["e2e_s"]
@@ -392,72 +323,25 @@ def timeline(
     model_of: Mapping[str, str],
     cap: int = POINT_CAP,
 ) -> Spec:
-    """Every request at its send time against its elapsed time: zoom, hover to the request.
-
-    Failed requests are drawn with their own shape and always kept by the sampling; requests that
-    never ended (cut without an end) have no elapsed time and are counted in the subtitle.
-    """
-    candidates: BoolArray = np.isfinite(figures.t_sent_s) & np.isfinite(figures.elapsed_s)
-    failed: BoolArray = figures.status != "ok"
-    rows: IntArray = sample_indices(candidates, cap, keep=failed)
-    # Failures last: points are drawn in data order, so they stay visible over the crowd.
-    rows = rows[np.argsort(failed[rows], kind="stable")]
-    values = [
-        _compact(
-            {
-                "request_id": str(figures.request_id[i]),
-                "instance": str(figures.instance[i]),
-                "status": str(figures.status[i]),
-                "error_kind": figures.error_kind[i],
-                "t_sent_s": _num(figures.t_sent_s[i], 4),
-                "elapsed_s": _num(figures.elapsed_s[i], 4),
-                "ttft_s": _num(figures.ttft_s[i], 4),
-                "tpot_s": _num(figures.tpot_s[i], 4),
-                "output_tokens": _count(figures.output_tokens[i]),
-            }
-        )
-        for i in rows
-    ]
+    """Every request at its send time against its elapsed time, measurement windows shaded:
+    zoom, hover to the request (:mod:`servingperf.report.timeline`)."""
+    points = timeline_points(figures, cap)
     # Ordered by model, so that with one instance per model the colours match the model charts'.
     instances = sorted(model_of, key=lambda name: (model_of[name], name))
     windows = sorted(
         {
-            (_num(inst["window"]["start_s"]), _num(inst["window"]["end_s"]))
+            (num(inst["window"]["start_s"]), num(inst["window"]["end_s"]))
             for inst in _instances(summary).values()
             if inst.get("window")
         },
         key=lambda w: (w[0] or 0.0, w[1] or 0.0),
     )
-    total = int(candidates.sum())
-    unended = len(figures) - total
-    failed_total = int((candidates & failed).sum())
-    failed_drawn = int(failed[rows].sum())
-    kept_note = ""
-    if total > len(values) and failed_total:
-        kept_note = (
-            " (all failed requests kept)"
-            if failed_drawn == failed_total
-            else f" ({failed_drawn:,} of {failed_total:,} failed requests)"
-        )
-    notes = [_sampled(len(values), total, "requests", kept_note)]
-    if unended:
-        notes.append(f"{unended:,} requests without an end (cut or never sent) not drawn")
-    notes.append("shaded: measurement windows; drag to pan, scroll to zoom, hover for the request")
-    sent_title = "Time since the run start, at send (s)"
-    elapsed_title = f"{METRICS['e2e_s'].title} (failed: time to fail) ({METRICS['e2e_s'].unit})"
-    color = _color("instance", instances, "Instance")
-    tooltip = [
-        {"field": "request_id", "title": "Request"},
-        {"field": "instance", "title": "Instance"},
-        {"field": "model", "title": "Model"},
-        {"field": "status_text", "title": "Status"},
-        {"field": "t_sent_s", "title": "Sent at (s)", "format": ".3f"},
-        {"field": "elapsed_s", "title": _title("e2e_s"), "format": ".4~g"},
-        {"field": "ttft_s_text", "title": _title("ttft_s")},
-        {"field": "tpot_s_text", "title": _title("tpot_s")},
-        {"field": "output_tokens_text", "title": _title("output_tokens")},
+    notes = [
+        *points.notes(),
+        "shaded: measurement windows; drag to pan, scroll to zoom, hover for the request",
     ]
-    return _base(
+    sent_title = "Time since the run start, at send (s)"
+    return base(
         "Timeline of the requests",
         notes,
         width=WIDTH * 2,
@@ -475,39 +359,7 @@ def timeline(
                     ],
                 },
             },
-            {
-                "data": {"values": values},
-                "transform": [
-                    _model_lookup(model_of),
-                    {
-                        "calculate": "datum.error_kind ? datum.status + ' (' + datum.error_kind"
-                        " + ')' : datum.status",
-                        "as": "status_text",
-                    },
-                    _as_text("ttft_s", ".4~g"),
-                    _as_text("tpot_s", ".4~g"),
-                    _as_text("output_tokens", "d"),
-                ],
-                "params": [ZOOM],
-                "mark": {"type": "point", "filled": True},
-                "encoding": {
-                    "size": {"condition": {"test": FAILED_TEST, "value": 80}, "value": 24},
-                    "opacity": {"condition": {"test": FAILED_TEST, "value": 1.0}, "value": 0.6},
-                    "x": {"field": "t_sent_s", "type": "quantitative", "title": sent_title},
-                    "y": {"field": "elapsed_s", "type": "quantitative", "title": elapsed_title},
-                    "color": color,
-                    "shape": {
-                        "field": "status",
-                        "type": "nominal",
-                        "title": "Status",
-                        "scale": {
-                            "domain": list(STATUS_SHAPES),
-                            "range": list(STATUS_SHAPES.values()),
-                        },
-                    },
-                    "tooltip": tooltip,
-                },
-            },
+            points_layer(points, x_title=sent_title, instances=instances, model_of=model_of),
         ],
     )
 

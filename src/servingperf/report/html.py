@@ -29,27 +29,13 @@ from typing import Any
 
 import vl_convert
 
-from servingperf.model.metrics import METRICS
+from servingperf.analysis.summary import summary_value
+from servingperf.model.metrics import METRICS, distributions, headline, rates
 from servingperf.report.errordigest import FailureSample
 from servingperf.report.verdicts import VERDICTS_CSS, verdicts_section
 
-STATS_ORDER = (
-    "ttft_s",
-    "tpot_s",
-    "ntpot_s",
-    "itl_s",
-    "e2e_s",
-    "client_lag_s",
-    "output_tokens",
-    "input_tokens",
-)
+STATS_ORDER = tuple(m.name for m in distributions())
 STAT_COLUMNS = ("n", "mean", "p50", "p90", "p99", "max")
-THROUGHPUT_METRICS = {  # summary key -> metric name
-    "output_tps": "output_throughput_tps",
-    "input_tps": "input_throughput_tps",
-    "request_rps": "request_throughput_rps",
-    "goodput_rps": "goodput_rps",
-}
 CHART_DATA_ID = "servingperf-charts"
 _OK_STATUSES = frozenset({"ok", "complete", "completed", "passed", "success"})
 
@@ -83,6 +69,7 @@ dl.glossary dt { font-weight:600; margin-top:6px; } dl.glossary dd { margin:0 0 
 pre { background:var(--bg); border:1px solid var(--line); padding:10px; overflow:auto; max-height:480px;
   font-size:12px; }
 .muted { color:var(--muted); }
+.warn { color:#7a4b00; background:#fdecc8; padding:4px 8px; border-radius:4px; }
 """
 
 RENDERER_JS = """
@@ -263,17 +250,11 @@ def _stats_table(stats: Mapping[str, Any]) -> str:
 
 
 def _rates_table(instance: Mapping[str, Any]) -> str:
-    tput: Mapping[str, Any] = instance.get("throughput") or {}
     rows = [
-        f'<tr data-metric="{_e(metric)}"><td>{_figure_name(metric)}</td>'
-        f"<td>{fmt_number(tput.get(key))}</td><td>{_e(METRICS[metric].unit)}</td></tr>"
-        for key, metric in THROUGHPUT_METRICS.items()
+        f'<tr data-metric="{_e(m.name)}"><td>{_figure_name(m.name)}</td>'
+        f"<td>{fmt_number(summary_value(instance, m, 'value'))}</td><td>{_e(m.unit)}</td></tr>"
+        for m in rates()
     ]
-    rate = instance.get("error_rate")
-    rows.append(
-        f'<tr data-metric="error_rate"><td>{_figure_name("error_rate")}</td>'
-        f"<td>{fmt_number(rate)}</td><td>{_e(METRICS['error_rate'].unit)}</td></tr>"
-    )
     return (
         '<table class="rates"><thead><tr><th>Figure</th><th>Value</th><th>Unit</th></tr></thead>'
         f"<tbody>{''.join(rows)}</tbody></table>"
@@ -301,36 +282,17 @@ def _counts_table(counts: Mapping[str, Any]) -> str:
     )
 
 
-OVERVIEW_COLUMNS = (  # (figure, source): source is a throughput key or a stats statistic
-    ("output_throughput_tps", "output_tps"),
-    ("request_throughput_rps", "request_rps"),
-    ("ttft_s", "p50"),
-    ("tpot_s", "p50"),
-    ("ntpot_s", "p50"),
-    ("e2e_s", "mean"),
-    ("e2e_s", "p99"),
-    ("error_rate", ""),
-)
-
-
 def _overview(instances: Mapping[str, Any]) -> str:
     """One line per instance with the figures the seed compares from release to release."""
+    columns = headline()
     head = "".join(
-        f"<th>{_figure_name(metric)}{' ' + statistic if statistic and metric in STATS_ORDER else ''}"
-        f'<br><span class="muted">{_e(METRICS[metric].unit)}</span></th>'
-        for metric, statistic in OVERVIEW_COLUMNS
+        f"<th>{_figure_name(m.name)}{' ' + stat if m.distribution else ''}"
+        f'<br><span class="muted">{_e(m.unit)}</span></th>'
+        for m, stat in columns
     )
     rows = []
     for name, inst in instances.items():
-        cells = []
-        for metric, source in OVERVIEW_COLUMNS:
-            if metric == "error_rate":
-                value = inst.get("error_rate")
-            elif metric in STATS_ORDER:
-                value = ((inst.get("stats") or {}).get(metric) or {}).get(source)
-            else:
-                value = (inst.get("throughput") or {}).get(source)
-            cells.append(f"<td>{fmt_number(value)}</td>")
+        cells = [f"<td>{fmt_number(summary_value(inst, m, stat))}</td>" for m, stat in columns]
         measured = (inst.get("counts") or {}).get("measured")
         rows.append(
             f'<tr><td><a href="#instance-{_e(name)}">{_e(name)}</a></td>'
@@ -395,8 +357,45 @@ def _instance_section(name: str, instance: Mapping[str, Any]) -> str:
         f"<small>model {_e(instance.get('model'))} · phase {_e(instance.get('phase'))}</small></h3>"
         f'<p class="meta">{window_text}</p>'
         f'<div class="kpis"><div>{_stats_table(instance.get("stats") or {})}</div>'
-        f"<div>{_rates_table(instance)}{_counts_table(instance.get('counts') or {})}</div></div>"
+        f"<div>{_rates_table(instance)}{_counts_table(instance.get('counts') or {})}"
+        f"{_token_counts(instance)}</div></div>"
         "</section>"
+    )
+
+
+def _token_counts(instance: Mapping[str, Any]) -> str:
+    """Where N came from and how often the usage count disagreed with the streamed count (the
+    share of measured requests affected, and the tokens each count gave those requests)."""
+    tokens: Mapping[str, Any] = instance.get("token_counts") or {}
+    if not tokens:
+        return ""  # a summary written before token counts were kept
+    measured = (instance.get("counts") or {}).get("measured") or 0
+    mismatched = int(tokens.get("mismatched") or 0)
+    share = fmt_number(_percent(mismatched / measured)) if measured else "—"
+    n_from = ", ".join(
+        f"{_e(source)} {fmt_number(n)}" for source, n in (tokens.get("n_from") or {}).items()
+    )
+    if mismatched:
+        stream, usage = (
+            tokens.get("mismatched_stream_tokens"),
+            tokens.get("mismatched_usage_tokens"),
+        )
+        verdict = (
+            f'<p class="warn">{fmt_number(mismatched)} of {fmt_number(measured)} measured'
+            f" requests ({share}%) have a usage count that differs from the streamed count:"
+            f" {fmt_number(usage)} tokens by usage against {fmt_number(stream)} streamed.</p>"
+        )
+    else:
+        verdict = ""
+    return (
+        '<table class="token-counts"><thead><tr><th class="text">Token counts</th><th>Requests'
+        "</th></tr></thead><tbody>"
+        f'<tr><td class="text">N from (usage, stream)</td><td>{n_from or "—"}</td></tr>'
+        f'<tr><td class="text">streamed and usage counts compared</td>'
+        f"<td>{fmt_number(tokens.get('compared'))}</td></tr>"
+        f'<tr data-metric="token_mismatch_rate"><td class="text">they differ</td>'
+        f"<td>{fmt_number(mismatched)} ({share}%)</td></tr>"
+        f"</tbody></table>{verdict}"
     )
 
 
@@ -460,6 +459,63 @@ def _config_sections(run_info: Mapping[str, Any]) -> str:
     )
 
 
+def _server_section(server: Mapping[str, Any]) -> str:
+    """The client-versus-server agreement table per window, the scrape and query tallies, and
+    the warnings (analysis.server_metrics defines every rule shown)."""
+    agreement: Mapping[str, Any] = server.get("agreement") or {}
+    parts = []
+    verdict = agreement.get("verdict")
+    if verdict:
+        tolerance = agreement.get("tolerance") or {}
+        parts.append(
+            f'<p>Client and server: <b class="verdict-{_e(verdict)}">{_e(verdict)}</b>'
+            ' <span class="muted">(counts exact, or within the cut requests; means within'
+            f" max({fmt_number(tolerance.get('abs_s'))} s,"
+            f" {fmt_number((tolerance.get('rel') or 0) * 100)} % of the server's))</span></p>"
+        )
+    for window in agreement.get("windows") or []:
+        rows = "".join(
+            f'<tr><td class="text">{_e(r.get("figure"))}</td><td>{fmt_number(r.get("client"))}</td>'
+            f"<td>{fmt_number(r.get('server'))}</td>"
+            f'<td class="text">{_e(r.get("rule") or "")}</td>'
+            f'<td class="text verdict-{_e(r.get("verdict"))}">{_e(r.get("verdict"))}</td></tr>'
+            for r in window.get("rows") or []
+        )
+        reason = f" ({_e(window['reason'])})" if window.get("reason") else ""
+        parts.append(
+            f"<h3>{_e(window.get('instance'))} / {_e(window.get('phase'))}: "
+            f"{_e(window.get('verdict'))}{reason}</h3>"
+            '<table class="agreement"><thead><tr><th class="text">Figure</th><th>Client</th>'
+            '<th>Server</th><th class="text">Rule</th><th class="text">Verdict</th></tr></thead>'
+            f"<tbody>{rows}</tbody></table>"
+        )
+    scrape: Mapping[str, Any] = server.get("scrape") or {}
+    if scrape:
+        parts.append(
+            f'<p class="meta">Scraped {fmt_number(scrape.get("targets"))} instance(s) every'
+            f" {fmt_number(scrape.get('interval_s'))} s: {fmt_number(scrape.get('scrapes'))}"
+            f" scrapes, {fmt_number(scrape.get('gaps'))} gaps (failed scrapes).</p>"
+        )
+    prometheus: Mapping[str, Any] = server.get("prometheus") or {}
+    if prometheus:
+        parts.append(
+            f'<p class="meta">Prometheus {_e(prometheus.get("url"))}:'
+            f" {fmt_number(prometheus.get('queries'))} range queries,"
+            f" {fmt_number(prometheus.get('failed'))} failed,"
+            f" {fmt_number(prometheus.get('series'))} series.</p>"
+        )
+    warnings = server.get("warnings") or []
+    if warnings:
+        items = "".join(f"<li>{_e(w)}</li>" for w in warnings)
+        parts.append(f'<ul class="warnings">{items}</ul>')
+    return (
+        '<section id="server-metrics"><h2>Server metrics</h2>'
+        '<p class="meta">Scraped from each instance\'s metrics endpoint (vLLM names), queried'
+        " from Prometheus, and received as spans; the charts above draw them.</p>"
+        f"{''.join(parts)}</section>"
+    )
+
+
 def render_html(
     run_info: Mapping[str, Any],
     summary: Mapping[str, Any],
@@ -473,6 +529,7 @@ def render_html(
     ``gate`` a gate document (:mod:`servingperf.report.verdicts`) shown first when given."""
     instances: Mapping[str, Any] = summary.get("instances") or {}
     sweeps: Mapping[str, Any] = summary.get("sweep") or {}
+    server: Mapping[str, Any] = summary.get("server_metrics") or {}
     kpis = "".join(_instance_section(str(name), inst) for name, inst in instances.items())
     title = f"servingperf · {run_info.get('scenario') or summary.get('scenario') or 'run'}"
     renderer = RENDERER_JS % {"data_id": CHART_DATA_ID}
@@ -486,6 +543,7 @@ def render_html(
         f'<section id="overview"><h2>Overview</h2>{_overview(instances)}</section>'
         f"{_sweep_section(sweeps) if sweeps else ''}"
         f"{_charts_section(specs)}"
+        f"{_server_section(server) if server else ''}"
         f'<section id="kpis"><h2>Key figures per instance</h2>{kpis}</section>'
         f"{_failures_section(failures)}{_glossary()}"
         f"{_config_sections(run_info)}</main>"

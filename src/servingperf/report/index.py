@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from servingperf.model.metrics import METRICS
+from servingperf.model.metrics import METRICS, kpi_name
 from servingperf.report.html import (
     CHART_DATA_ID,
     CSS,
@@ -41,14 +41,12 @@ from servingperf.report.verdicts import (
 )
 
 INDEX_FILE = "index.html"
-# (KPI as stored, metric, statistic shown): the figures the seed compares from release to release.
-HISTORY_KPIS = (
-    ("ttft_s.p50", "ttft_s", "median"),
-    ("tpot_s.p50", "tpot_s", "median"),
-    ("ntpot_s.mean", "ntpot_s", "mean"),
-    ("e2e_s.mean", "e2e_s", "mean"),
-    ("output_throughput_tps", "output_throughput_tps", ""),
-    ("error_rate", "error_rate", ""),
+# (KPI as stored, metric, statistic shown): the figures the seed compares from release to release,
+# each headline figure's first headline statistic.
+HISTORY_KPIS = tuple(
+    (kpi_name(m, m.headline[0]), m.name, "" if m.headline[0] == "value" else m.headline[0])
+    for m in METRICS.values()
+    if m.headline and m.stored
 )
 
 INDEX_CSS = """

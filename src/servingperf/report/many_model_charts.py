@@ -16,7 +16,6 @@ Time since the first creation is in seconds, or in minutes when the run lasted m
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,12 +23,12 @@ import numpy as np
 import pyarrow as pa
 
 from servingperf.analysis.loadtimes import deployment_points, format_seconds
+from servingperf.report.vega import base, num, time_unit
 
 Spec = dict[str, Any]
 
 WIDTH = 560
 HEIGHT = 300
-MINUTES_AFTER_S = 600.0
 CURVE_COLORS = {"created": "#1f77b4", "ready": "#d62728"}  # the seed's blue and red
 QUANTILE_MARKS = (
     ("min", "min", 0),
@@ -39,10 +38,6 @@ QUANTILE_MARKS = (
     ("p90", "P90", 90),
     ("max", "max", 100),
 )
-
-
-def _num(value: float, digits: int = 6) -> float | None:
-    return float(f"{value:.{digits}g}") if math.isfinite(value) else None
 
 
 def _deployments_part(summary: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -57,28 +52,18 @@ def _reference(stats: Mapping[str, Any]) -> float:
     return float(low) if isinstance(low, int | float) and low > 0 else float(stats.get("max", 0))
 
 
-def _time_unit(span_s: float) -> tuple[float, str]:
-    return (60.0, "min") if span_s > MINUTES_AFTER_S else (1.0, "s")
-
-
-def _base(title: str, subtitle: str | list[str], **rest: Any) -> Spec:
-    spec: Spec = {"title": {"text": title, "subtitle": subtitle, "anchor": "start"}}
-    spec.update(rest)
-    return spec
-
-
 def deploy_progress(deployments: pa.Table) -> Spec:
     """Created and ready counts over time, as step curves (each event raises its curve by one)."""
     points = deployment_points(deployments)
     ready = points.ready_s[points.ready_mask]
     span = float(np.nanmax(points.ready_s)) if ready.size else 0.0
     span = max(span, float(points.created_s.max()) if len(points) else 0.0)
-    divisor, unit = _time_unit(span)
+    divisor, unit = time_unit(span)
     values: list[dict[str, Any]] = []
     for curve, times in (("created", np.sort(points.created_s)), ("ready", np.sort(ready))):
         values.append({"curve": curve, "t": 0.0, "count": 0})
         values.extend(
-            {"curve": curve, "t": _num(t / divisor), "count": k + 1} for k, t in enumerate(times)
+            {"curve": curve, "t": num(t / divisor), "count": k + 1} for k, t in enumerate(times)
         )
     failed = len(points) - int(ready.size)
     subtitle = [
@@ -87,7 +72,7 @@ def deploy_progress(deployments: pa.Table) -> Spec:
         + f"; time since the first creation ({unit})",
         "The horizontal gap between the curves is the lag; a gap that widens means saturation.",
     ]
-    return _base(
+    return base(
         "Progress of the instance creation and readiness",
         subtitle,
         width=WIDTH,
@@ -121,9 +106,9 @@ def load_time_distribution(summary: Mapping[str, Any], deployments: pa.Table) ->
     points = deployment_points(deployments)
     loads = np.sort(points.load_time_s[points.ready_mask])
     n = int(loads.size)
-    ecdf = [{"load_time_s": 0.0 if n == 0 else _num(float(loads[0])), "percent": 0.0}]
+    ecdf = [{"load_time_s": 0.0 if n == 0 else num(float(loads[0])), "percent": 0.0}]
     ecdf.extend(
-        {"load_time_s": _num(float(v)), "percent": _num(100.0 * (k + 1) / n, 4)}
+        {"load_time_s": num(float(v)), "percent": num(100.0 * (k + 1) / n, 4)}
         for k, v in enumerate(loads)
     )
     stats = _deployments_part(summary).get("load_time_s") or {}
@@ -131,7 +116,7 @@ def load_time_distribution(summary: Mapping[str, Any], deployments: pa.Table) ->
         {
             "name": label,
             "percent": percent,
-            "load_time_s": _num(float(stats[key])),
+            "load_time_s": num(float(stats[key])),
             "text": f"{label} {format_seconds(float(stats[key]), _reference(stats))}",
         }
         for key, label, percent in QUANTILE_MARKS
@@ -142,7 +127,7 @@ def load_time_distribution(summary: Mapping[str, Any], deployments: pa.Table) ->
     if isinstance(factor, int | float):
         subtitle.append(f"factor max/min = {factor:.2f}")
     x = {"field": "load_time_s", "type": "quantitative", "title": "Load time (s)"}
-    return _base(
+    return base(
         "Distribution of the instance load times",
         subtitle,
         width=WIDTH,
@@ -196,7 +181,7 @@ def load_time_trend(summary: Mapping[str, Any], deployments: pa.Table) -> Spec:
     values = [
         {
             "order": int(rank),
-            "load_time_s": _num(float(points.load_time_s[i])),
+            "load_time_s": num(float(points.load_time_s[i])),
             "instance": points.instance[i],
             "namespace": points.namespace[i],
         }
@@ -243,9 +228,9 @@ def load_time_trend(summary: Mapping[str, Any], deployments: pa.Table) -> Spec:
             fit.append(
                 {
                     "order": x,
-                    "fit": _num(float(trend["intercept_s"]) + float(trend["slope_s"]) * x),
-                    "low": _num(fitted_mid + float(trend["slope_low_s"]) * (x - mid)),
-                    "high": _num(fitted_mid + float(trend["slope_high_s"]) * (x - mid)),
+                    "fit": num(float(trend["intercept_s"]) + float(trend["slope_s"]) * x),
+                    "low": num(fitted_mid + float(trend["slope_low_s"]) * (x - mid)),
+                    "high": num(fitted_mid + float(trend["slope_high_s"]) * (x - mid)),
                 }
             )
         order_x = {"field": "order", "type": "quantitative"}
@@ -273,7 +258,7 @@ def load_time_trend(summary: Mapping[str, Any], deployments: pa.Table) -> Spec:
             f" to {float(trend['slope_high_s']) * 1000:.3g}); increase over the run"
             f" {float(trend['increase_s']):.3g} s; verdict: {saturation.get('verdict')}"
         )
-    return _base(
+    return base(
         "Load time against creation order",
         subtitle,
         width=WIDTH,

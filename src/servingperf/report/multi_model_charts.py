@@ -19,7 +19,6 @@ Time since the run start is in seconds, or in minutes when the run lasted more t
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -27,14 +26,15 @@ import numpy as np
 import pyarrow as pa
 
 from servingperf.model.metrics import METRICS
-from servingperf.report.charts import POINT_CAP, STATUS_SHAPES
-from servingperf.report.points import request_figures, sample_indices
+from servingperf.report.charts import POINT_CAP
+from servingperf.report.points import request_figures
+from servingperf.report.timeline import points_layer, timeline_points
+from servingperf.report.vega import base, num, time_unit
 
 Spec = dict[str, Any]
 
 WIDTH = 560
 HEIGHT = 300
-MINUTES_AFTER_S = 600.0
 PHASES = ("concurrent", "sequential")
 PHASE_COLORS = {"concurrent": "#4c78a8", "sequential": "#f58518"}  # comparison bars
 BAND_COLORS = {"concurrent": "#7f7f7f", "sequential": "#c9b27c"}  # timeline shading: not an
@@ -45,13 +45,6 @@ VERDICT_COLORS = {
     "inconclusive": "#7f7f7f",
     "not applicable": "#c7c7c7",
 }
-
-
-def _num(value: Any, digits: int = 6) -> float | None:
-    if value is None:
-        return None
-    number = float(value)
-    return float(f"{number:.{digits}g}") if math.isfinite(number) else None
 
 
 def _part(summary: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -65,16 +58,6 @@ def _part(summary: Mapping[str, Any]) -> Mapping[str, Any]:
 def _instances(part: Mapping[str, Any]) -> Mapping[str, Any]:
     instances: Mapping[str, Any] = part.get("instances") or {}
     return instances
-
-
-def _base(title: str, subtitle: str | list[str], **rest: Any) -> Spec:
-    spec: Spec = {"title": {"text": title, "subtitle": subtitle, "anchor": "start"}}
-    spec.update(rest)
-    return spec
-
-
-def _time_unit(span_s: float) -> tuple[float, str]:
-    return (60.0, "min") if span_s > MINUTES_AFTER_S else (1.0, "s")
 
 
 def _verdict_line(part: Mapping[str, Any]) -> str:
@@ -103,8 +86,8 @@ def _phase_bands(part: Mapping[str, Any], divisor: float) -> list[dict[str, Any]
                     "kind": "phase",
                     "phase": phase,
                     "label": f"{phase} phase",
-                    "start": _num(span["start_s"] / divisor),
-                    "end": _num(span["end_s"] / divisor),
+                    "start": num(span["start_s"] / divisor),
+                    "end": num(span["end_s"] / divisor),
                 }
             )
     for name, entry in _instances(part).items():
@@ -116,8 +99,8 @@ def _phase_bands(part: Mapping[str, Any], divisor: float) -> list[dict[str, Any]
                     "kind": "slot",
                     "phase": "sequential",
                     "label": str(name),
-                    "start": _num(window["start_s"] / divisor),
-                    "end": _num(end / divisor),
+                    "start": num(window["start_s"] / divisor),
+                    "end": num(end / divisor),
                 }
             )
     return bands
@@ -149,52 +132,22 @@ def timeline(summary: Mapping[str, Any], records: pa.Table, cap: int = POINT_CAP
     part = _part(summary)
     figures = request_figures(records, {})  # the timeline draws every request, measured or not
     phase = np.asarray(records.column("phase").to_pylist(), dtype=object)
-    candidates = np.isfinite(figures.t_sent_s) & np.isfinite(figures.elapsed_s)
-    failed = figures.status != "ok"
-    rows = sample_indices(candidates, cap, keep=failed)
-    rows = rows[np.argsort(failed[rows], kind="stable")]  # failures drawn last, on top
-    span = float(np.nanmax(figures.t_sent_s[candidates])) if bool(candidates.any()) else 0.0
+    sent = figures.t_sent_s[np.isfinite(figures.t_sent_s)]
+    span = float(sent.max()) if sent.size else 0.0
     for phase_span in (part.get("phases") or {}).values():
         if phase_span and phase_span.get("end_s") is not None:
             span = max(span, float(phase_span["end_s"]))
-    divisor, unit = _time_unit(span)
-    values = [
-        {
-            key: value
-            for key, value in {
-                "request_id": str(figures.request_id[i]),
-                "instance": str(figures.instance[i]),
-                "model": str(figures.model[i]),
-                "phase": str(phase[i]),
-                "status": str(figures.status[i]),
-                "error_kind": figures.error_kind[i],
-                "t_sent_s": _num(figures.t_sent_s[i], 7),
-                "t": _num(figures.t_sent_s[i] / divisor, 7),
-                "elapsed_s": _num(figures.elapsed_s[i], 5),
-                "ttft_s": _num(figures.ttft_s[i], 4),
-                "tpot_s": _num(figures.tpot_s[i], 4),
-                "output_tokens": _num(figures.output_tokens[i]),
-            }.items()
-            if value is not None
-        }
-        for i in rows
-    ]
-    total = int(candidates.sum())
-    shown = len(values)
+    divisor, unit = time_unit(span)
+    points = timeline_points(
+        figures, cap, divisor=divisor, extra=lambda i: {"phase": str(phase[i])}
+    )
     notes = [
-        f"{total:,} requests"
-        if shown == total
-        else f"sampled {shown:,} of {total:,} requests (all failed requests kept first)",
+        *points.notes(),
         "one colour per instance; shaded: the phases (sequential: one slot per instance);"
         " hover a point for its request id",
         _verdict_line(part),
     ]
-    unended = len(figures) - total
-    if unended:
-        notes.insert(1, f"{unended:,} requests without an end (cut or never sent) not drawn")
     x_title = f"Time since the run start, at send ({unit})"
-    y_title = f"{METRICS['e2e_s'].title}, failed: time to fail ({METRICS['e2e_s'].unit})"
-    instances = _instance_order(part, records)
     bands = _phase_bands(part, divisor)
     band_color = {
         "field": "phase",
@@ -202,7 +155,8 @@ def timeline(summary: Mapping[str, Any], records: pa.Table, cap: int = POINT_CAP
         "title": "Phase",
         "scale": {"domain": list(PHASES), "range": [BAND_COLORS[p] for p in PHASES]},
     }
-    return _base(
+    model_of = {str(i): str(m) for i, m in zip(figures.instance, figures.model, strict=True)}
+    return base(
         "Timeline of the multi-model test",
         notes,
         width=WIDTH * 2,
@@ -230,48 +184,13 @@ def timeline(summary: Mapping[str, Any], records: pa.Table, cap: int = POINT_CAP
             },
             _band_labels([b for b in bands if b["kind"] == "phase"], 0, "bold"),
             _band_labels([b for b in bands if b["kind"] == "slot"], 16, "normal"),
-            {
-                "data": {"values": values},
-                "params": [{"name": "zoom", "select": "interval", "bind": "scales"}],
-                "mark": {"type": "point", "filled": True},
-                "encoding": {
-                    "x": {"field": "t", "type": "quantitative", "title": x_title},
-                    "y": {"field": "elapsed_s", "type": "quantitative", "title": y_title},
-                    "color": {
-                        "field": "instance",
-                        "type": "nominal",
-                        "title": "Instance",
-                        "scale": {"domain": instances},
-                    },
-                    "shape": {
-                        "field": "status",
-                        "type": "nominal",
-                        "title": "Status",
-                        "scale": {
-                            "domain": list(STATUS_SHAPES),
-                            "range": list(STATUS_SHAPES.values()),
-                        },
-                    },
-                    "size": {
-                        "condition": {"test": "datum.status !== 'ok'", "value": 70},
-                        "value": 22,
-                    },
-                    "opacity": {"value": 0.6},
-                    "tooltip": [
-                        {"field": "request_id", "title": "Request"},
-                        {"field": "instance", "title": "Instance"},
-                        {"field": "model", "title": "Model"},
-                        {"field": "phase", "title": "Phase"},
-                        {"field": "status", "title": "Status"},
-                        {"field": "error_kind", "title": "Error kind"},
-                        {"field": "t_sent_s", "title": "Sent at (s)", "format": ".3f"},
-                        {"field": "elapsed_s", "title": y_title, "format": ".4~g"},
-                        {"field": "ttft_s", "title": "TTFT (s)", "format": ".4~g"},
-                        {"field": "tpot_s", "title": "TPOT (s)", "format": ".4~g"},
-                        {"field": "output_tokens", "title": "Output tokens"},
-                    ],
-                },
-            },
+            points_layer(
+                points,
+                x_title=x_title,
+                instances=_instance_order(part, records),
+                model_of=model_of,
+                extra_tooltip=[{"field": "phase", "title": "Phase"}],
+            ),
         ],
     )
 
@@ -293,11 +212,11 @@ def _comparison_rows(part: Mapping[str, Any], key: str) -> list[dict[str, Any]]:
                     "instance": str(name),
                     "model": entry.get("model"),
                     "phase": phase,
-                    "value": _num(value),
-                    "ci_low": _num(ci[0]),
-                    "ci_high": _num(ci[1]),
+                    "value": num(value),
+                    "ci_low": num(ci[0]),
+                    "ci_high": num(ci[1]),
                     "n": figure.get(f"n_{phase}"),
-                    "ratio": _num(figure.get("ratio"), 4),
+                    "ratio": num(figure.get("ratio"), 4),
                     "ratio_ci": (
                         f"[{ratio_ci[0]:.3f}, {ratio_ci[1]:.3f}]" if None not in ratio_ci else "—"
                     ),
@@ -342,7 +261,7 @@ def _grouped_bars(
         {"field": "figure_verdict", "title": "this figure"},
         {"field": "instance_verdict", "title": "instance verdict"},
     ]
-    return _base(
+    return base(
         title,
         [
             f"{METRICS[metric].title}: {METRICS[metric].definition}",
@@ -407,14 +326,10 @@ def latency_comparison(summary: Mapping[str, Any]) -> Spec:
     )
 
 
-def ratios(summary: Mapping[str, Any]) -> Spec:
-    """Every figure's ratio with its interval, against 1 and the threshold (one row per figure)."""
-    part = _part(summary)
-    rules = part.get("rules") or {}
-    threshold = float(rules.get("saturation_threshold") or 0.0)
-    definitions: Sequence[Mapping[str, Any]] = part.get("figures") or []
+def _ratio_rows(part: Mapping[str, Any], threshold: float) -> list[dict[str, Any]]:
+    """One row per (figure, instance) with a ratio: it, its interval, the threshold's limit."""
     rows: list[dict[str, Any]] = []
-    for definition in definitions:
+    for definition in part.get("figures") or []:
         key = str(definition["key"])
         higher = definition.get("better") == "higher"
         for name, entry in _instances(part).items():
@@ -426,96 +341,102 @@ def ratios(summary: Mapping[str, Any]) -> Spec:
                 {
                     "figure": str(definition.get("title", key)),
                     "instance": str(name),
-                    "ratio": _num(figure["ratio"], 5),
-                    "ci_low": _num(ci[0], 5),
-                    "ci_high": _num(ci[1], 5),
+                    "ratio": num(figure["ratio"], 5),
+                    "ci_low": num(ci[0], 5),
+                    "ci_high": num(ci[1], 5),
                     "limit": 1.0 - threshold if higher else 1.0 + threshold,
                     "verdict": figure.get("verdict"),
                     "reason": figure.get("reason"),
                 }
             )
-    order = [str(d.get("title", d["key"])) for d in definitions]
+    return rows
+
+
+def _ratio_layers() -> list[Spec]:
+    """No change (1), the threshold, each interval coloured by verdict, and the ratio point."""
     y = {"field": "instance", "type": "nominal", "title": None, "sort": None}
     x_title = "Ratio concurrent / sequential"
-    return _base(
+    verdict_color = {
+        "field": "verdict",
+        "type": "nominal",
+        "title": "Verdict of the figure",
+        "scale": {"domain": list(VERDICT_COLORS), "range": list(VERDICT_COLORS.values())},
+    }
+    return [
+        {
+            "mark": {"type": "rule", "color": "#555"},
+            "encoding": {"x": {"datum": 1.0, "type": "quantitative"}},
+        },
+        {
+            "mark": {"type": "tick", "color": "#555", "strokeDash": [4, 3], "thickness": 1},
+            "encoding": {"x": {"field": "limit", "type": "quantitative"}, "y": y},
+        },
+        {
+            "mark": {"type": "rule", "strokeWidth": 2},
+            "encoding": {
+                "x": {
+                    "field": "ci_low",
+                    "type": "quantitative",
+                    "title": x_title,
+                    "scale": {"zero": False},
+                },
+                "x2": {"field": "ci_high"},
+                "y": y,
+                "color": verdict_color,
+            },
+        },
+        {
+            "mark": {"type": "point", "filled": True, "size": 50},
+            "encoding": {
+                "x": {"field": "ratio", "type": "quantitative", "title": x_title},
+                "y": y,
+                "color": {"field": "verdict", "type": "nominal"},
+                "tooltip": [
+                    {"field": "figure", "title": "Figure"},
+                    {"field": "instance", "title": "Instance"},
+                    {"field": "ratio", "title": "ratio", "format": ".3f"},
+                    {"field": "ci_low", "title": "interval from", "format": ".3f"},
+                    {"field": "ci_high", "title": "interval to", "format": ".3f"},
+                    {"field": "limit", "title": "threshold at", "format": ".3f"},
+                    {"field": "verdict", "title": "verdict"},
+                    {"field": "reason", "title": "why"},
+                ],
+            },
+        },
+    ]
+
+
+def ratios(summary: Mapping[str, Any]) -> Spec:
+    """Every figure's ratio with its interval, against 1 and the threshold (one row per figure)."""
+    part = _part(summary)
+    rules = part.get("rules") or {}
+    threshold = float(rules.get("saturation_threshold") or 0.0)
+    definitions: Sequence[Mapping[str, Any]] = part.get("figures") or []
+    order = [str(d.get("title", d["key"])) for d in definitions]
+    header = {
+        "labelAngle": 0,
+        "labelOrient": "top",
+        "labelAnchor": "start",
+        "labelFontWeight": "bold",
+    }
+    return base(
         "Concurrent against sequential, figure by figure",
         [
             *_sentences(str(rules.get("statement") or "")),
             "point: ratio; bar: its interval; solid line: no change; dashed: the threshold",
             _verdict_line(part),
         ],
-        data={"values": rows},
+        data={"values": _ratio_rows(part, threshold)},
         facet={
             "row": {
                 "field": "figure",
                 "type": "nominal",
                 "title": None,
                 "sort": order,
-                "header": {
-                    "labelAngle": 0,
-                    "labelOrient": "top",
-                    "labelAnchor": "start",
-                    "labelFontWeight": "bold",
-                },
+                "header": header,
             }
         },
-        spec={
-            "width": WIDTH,
-            "height": {"step": 18},
-            "layer": [
-                {
-                    "mark": {"type": "rule", "color": "#555"},
-                    "encoding": {"x": {"datum": 1.0, "type": "quantitative"}},
-                },
-                {
-                    "mark": {"type": "tick", "color": "#555", "strokeDash": [4, 3], "thickness": 1},
-                    "encoding": {
-                        "x": {"field": "limit", "type": "quantitative"},
-                        "y": y,
-                    },
-                },
-                {
-                    "mark": {"type": "rule", "strokeWidth": 2},
-                    "encoding": {
-                        "x": {
-                            "field": "ci_low",
-                            "type": "quantitative",
-                            "title": x_title,
-                            "scale": {"zero": False},
-                        },
-                        "x2": {"field": "ci_high"},
-                        "y": y,
-                        "color": {
-                            "field": "verdict",
-                            "type": "nominal",
-                            "title": "Verdict of the figure",
-                            "scale": {
-                                "domain": list(VERDICT_COLORS),
-                                "range": list(VERDICT_COLORS.values()),
-                            },
-                        },
-                    },
-                },
-                {
-                    "mark": {"type": "point", "filled": True, "size": 50},
-                    "encoding": {
-                        "x": {"field": "ratio", "type": "quantitative", "title": x_title},
-                        "y": y,
-                        "color": {"field": "verdict", "type": "nominal"},
-                        "tooltip": [
-                            {"field": "figure", "title": "Figure"},
-                            {"field": "instance", "title": "Instance"},
-                            {"field": "ratio", "title": "ratio", "format": ".3f"},
-                            {"field": "ci_low", "title": "interval from", "format": ".3f"},
-                            {"field": "ci_high", "title": "interval to", "format": ".3f"},
-                            {"field": "limit", "title": "threshold at", "format": ".3f"},
-                            {"field": "verdict", "title": "verdict"},
-                            {"field": "reason", "title": "why"},
-                        ],
-                    },
-                },
-            ],
-        },
+        spec={"width": WIDTH, "height": {"step": 18}, "layer": _ratio_layers()},
     )
 
 

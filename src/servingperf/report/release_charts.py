@@ -35,6 +35,7 @@ import numpy.typing as npt
 
 from servingperf.model.metrics import METRICS
 from servingperf.report.boxstats import BoxStats, box_stats
+from servingperf.report.vega import axis_title, base, box_fields, num
 
 Spec = dict[str, Any]
 FloatArray = npt.NDArray[np.float64]
@@ -93,23 +94,6 @@ class ReleaseHistory:
     def instances(self) -> list[str]:
         names = {s.instance for s in self.samples} | {f.instance for f in self.run_figures}
         return sorted(names)
-
-
-def _num(value: float | None, digits: int = 6) -> float | None:
-    if value is None or not math.isfinite(value):
-        return None
-    return float(f"{value:.{digits}g}")
-
-
-def _title(metric: str) -> str:
-    definition = METRICS[metric]
-    return f"{definition.title} ({definition.unit})"
-
-
-def _base(title: str, subtitle: str | list[str], **rest: Any) -> Spec:
-    spec: Spec = {"title": {"text": title, "subtitle": subtitle, "anchor": "start"}}
-    spec.update(rest)
-    return spec
 
 
 def _release_x(history: ReleaseHistory, title: str = "Release") -> dict[str, Any]:
@@ -178,23 +162,7 @@ def _offset(history: ReleaseHistory) -> dict[str, Any]:
 
 
 def _box_row(release: str, instance: str, runs: int, stats: BoxStats) -> dict[str, Any]:
-    return {
-        "release": release,
-        "instance": instance,
-        "runs": runs,
-        "n": stats.n,
-        "min": _num(stats.min),
-        "whisker_low": _num(stats.whisker_low),
-        "q1": _num(stats.q1),
-        "median": _num(stats.median),
-        "q3": _num(stats.q3),
-        "whisker_high": _num(stats.whisker_high),
-        "max": _num(stats.max),
-        "mean": _num(stats.mean),
-        "p90": _num(stats.p90),
-        "p99": _num(stats.p99),
-        "outliers": stats.outliers,
-    }
+    return {"release": release, "instance": instance, "runs": runs, **box_fields(stats)}
 
 
 def _box_layers(
@@ -274,13 +242,13 @@ def per_token_distribution(history: ReleaseHistory) -> Spec:
                 "layer": _box_layers(
                     history,
                     rows,
-                    _title(metric),
+                    axis_title(metric),
                     METRICS[metric].unit,
                     colour=_colour(history),
                 ),
             }
         )
-    return _base(
+    return base(
         "Distribution of the latency per token, against the releases",
         [
             f"every measured request of each release's runs ({', '.join(totals)}); "
@@ -310,7 +278,7 @@ def _per_run_bars(
                 "release": figure.release,
                 "instance": figure.instance,
                 "run_id": figure.run_id,
-                "value": _num(value),
+                "value": num(value),
             }
         )
         per.setdefault((figure.release, figure.instance), []).append(float(value))
@@ -318,7 +286,7 @@ def _per_run_bars(
         {
             "release": release,
             "instance": instance,
-            "value": _num(sum(values) / len(values)),
+            "value": num(sum(values) / len(values)),
             "runs": len(values),
         }
         for (release, instance), values in per.items()
@@ -326,7 +294,7 @@ def _per_run_bars(
     x = _release_x(history)
     offset = _offset(history)
     y = {"field": "value", "type": "quantitative", "title": value_title}
-    return _base(
+    return base(
         title,
         [
             subtitle,
@@ -384,7 +352,7 @@ def throughput(history: ReleaseHistory) -> Spec:
     return _per_run_bars(
         history,
         "output_throughput_tps",
-        _title("output_throughput_tps"),
+        axis_title("output_throughput_tps"),
         f"{metric.title} per release",
         f"{metric.title}: {metric.definition}",
     )
@@ -411,10 +379,10 @@ def load_times(history: ReleaseHistory) -> Spec:
         if stats is None:
             continue
         row = _box_row(release, "", 0, stats)
-        row["max_min_factor"] = _num(stats.max / stats.min) if stats.min > 0 else None
+        row["max_min_factor"] = num(stats.max / stats.min) if stats.min > 0 else None
         rows.append(row)
         factors.append(f"{release}: n={stats.n}")
-    layers = _box_layers(history, rows, _title("load_time_s"), "s", colour=None)
+    layers = _box_layers(history, rows, axis_title("load_time_s"), "s", colour=None)
     for layer in layers:
         tooltip = layer.get("encoding", {}).get("tooltip")
         if tooltip is not None:
@@ -422,7 +390,7 @@ def load_times(history: ReleaseHistory) -> Spec:
                 {"field": "max_min_factor", "title": "factor max/min", "format": ".3~g"}
             ]
     definition = METRICS["load_time_s"]
-    return _base(
+    return base(
         "Distribution of the instance load times, against the releases",
         [
             f"{definition.title}: {definition.definition}",

@@ -10,9 +10,10 @@ stage a point at its *offered* rate (x) against its *completed* rate (y), colour
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
+
+from servingperf.report.vega import num
 
 Spec = dict[str, Any]
 
@@ -40,13 +41,6 @@ X_TITLE = "Offered rate (req/s)"
 Y_TITLE = "Completed rate (req/s)"
 
 
-def _num(value: Any) -> float | None:
-    if value is None:
-        return None
-    number = float(value)
-    return float(f"{number:.6g}") if math.isfinite(number) else None
-
-
 def _outcome(stage: Mapping[str, Any]) -> str:
     if stage.get("saturated"):
         return SATURATED
@@ -58,7 +52,7 @@ def _rows(instance: str, sweep: Mapping[str, Any]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     top = 0.0
     for stage in sweep.get("stages") or []:
-        offered, completed = _num(stage.get("offered_rps")), _num(stage.get("completed_rps"))
+        offered, completed = num(stage.get("offered_rps")), num(stage.get("completed_rps"))
         top = max(top, offered or 0.0, completed or 0.0)
         if offered is None or completed is None:
             continue  # the probe: its capacity is a rule
@@ -71,7 +65,7 @@ def _rows(instance: str, sweep: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "x": offered,
                 "y": completed,
                 "legend": _outcome(stage),
-                "attainment_pct": None if attainment is None else _num(100.0 * attainment),
+                "attainment_pct": None if attainment is None else num(100.0 * attainment),
             }
         )
     rate_label = SLO_RATE if sweep.get("slos") else UNSATURATED_RATE
@@ -80,13 +74,13 @@ def _rows(instance: str, sweep: Mapping[str, Any]) -> list[dict[str, Any]]:
         (rate_label, "max_rate_meeting_slos_rps", "rate"),
         (CAPACITY, "capacity_rps", "capacity"),
     ):
-        value = _num(sweep.get(key))
+        value = num(sweep.get(key))
         if value is None:
             continue
         top = max(top, value)
         axis = "x" if row == "rate" else "y"
         rows.append({"row": row, "instance": instance, axis: value, "legend": label})
-    edge = _num(top * HEADROOM) or 1.0
+    edge = num(top * HEADROOM) or 1.0
     rows += [
         {"row": "ideal", "instance": instance, "x": 0.0, "y": 0.0},
         {"row": "ideal", "instance": instance, "x": edge, "y": edge},

@@ -30,6 +30,7 @@ _REPETITIVE = (  # text columns with few distinct values
     "model",
     "phase",
     "token_source",
+    "chunk_token_source",
     "status",
     "error_kind",
     "error_message",
@@ -43,12 +44,12 @@ def records_to_table(records: list[RequestRecord]) -> pa.Table:
     return pa.Table.from_pydict(columns, schema=REQUEST_SCHEMA)
 
 
-def write_segment(table: pa.Table, path: Path) -> None:
+def write_segment(table: pa.Table, path: Path, repetitive: tuple[str, ...] = _REPETITIVE) -> None:
     """One segment file, written under a temporary name and renamed. Dictionary encoding only
-    for the repetitive text columns: tried on the unique ids and the float columns it costs
+    for the ``repetitive`` text columns: tried on the unique ids and the float columns it costs
     several times the rest of the write and saves nothing."""
     tmp = path.with_name(path.name + ".tmp")
-    dictionary = [name for name in _REPETITIVE if name in table.schema.names]
+    dictionary = [name for name in repetitive if name in table.schema.names]
     pq.write_table(table, tmp, compression="zstd", use_dictionary=dictionary)
     tmp.replace(path)
 

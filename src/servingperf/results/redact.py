@@ -2,7 +2,8 @@
 logs.
 
 Terms. A *secret* is a credential value the tool reads from the environment or from a file: the
-token named by an endpoint's ``token_env`` (an environment variable) or ``token_file``, and the
+token named by an endpoint's ``token_env`` (an environment variable) or ``token_file``, the
+Prometheus bearer token named by ``metrics.prometheus.bearer_token_env``, and the
 credentials of a kubeconfig (``token``, ``client-key-data``, ``client-certificate-data``,
 ``password``, and an auth provider's tokens and client secret). A :class:`Redactor` knows the
 secret values of one run and replaces every occurrence with ``***``; it also masks well-known
@@ -177,6 +178,12 @@ class Redactor:
             if isinstance(path, str):
                 with contextlib.suppress(OSError, UnicodeDecodeError):
                     redactor.add((base_dir / path).expanduser().read_text())
+        metrics = config.get("metrics")
+        prometheus = metrics.get("prometheus") if isinstance(metrics, Mapping) else None
+        if isinstance(prometheus, Mapping):
+            name = prometheus.get("bearer_token_env")
+            if isinstance(name, str) and env.get(name):
+                redactor.add(env[name])
         platform = config.get("platform")
         if isinstance(platform, Mapping) and platform.get("kind") == "kserve":
             path = platform.get("kubeconfig")

@@ -5,6 +5,9 @@ Layout::
     <run_dir>/run.json            RunInfo: identity, labels, config, environment, phases, status
     <run_dir>/records/*.parquet   request records, streamed in segments (see record_writer)
     <run_dir>/deployments.parquet deployment records (platform runs)
+    <run_dir>/metrics/*.parquet   server metrics, streamed: scrapes, Prometheus queries, spans
+                                  (see metric_writer)
+    <run_dir>/load_health.json    the load generator's own health per phase and process (validity)
     <run_dir>/summary.json        figures derived from the records (recomputable: `servingperf summarize`)
     <run_dir>/report.html, charts/*.png
 
@@ -26,7 +29,25 @@ import pyarrow.parquet as pq
 
 from servingperf.errors import RunDirError
 from servingperf.model.deployments import DeploymentRecord
-from servingperf.results.schema import DEPLOYMENT_SCHEMA, REQUEST_SCHEMA, RUN_FORMAT_VERSION
+from servingperf.results.record_versions import read_segment
+from servingperf.results.schema import (
+    DEPLOYMENT_SCHEMA,
+    METRIC_SAMPLE_SCHEMA,
+    METRICS_FORMAT_VERSION,
+    QUERY_SCHEMA,
+    REQUEST_SCHEMA,
+    RUN_FORMAT_VERSION,
+    SCRAPE_SCHEMA,
+    SPAN_SCHEMA,
+)
+
+METRIC_FILES = {
+    "scrape": METRIC_SAMPLE_SCHEMA,
+    "scrapes": SCRAPE_SCHEMA,
+    "prometheus": METRIC_SAMPLE_SCHEMA,
+    "queries": QUERY_SCHEMA,
+    "spans": SPAN_SCHEMA,
+}
 
 
 @dataclass(slots=True)
@@ -103,8 +124,32 @@ class RunDir:
         return self.path / "summary.json"
 
     @property
+    def metrics_dir(self) -> Path:
+        return self.path / "metrics"
+
+    @property
     def deployments_file(self) -> Path:
         return self.path / "deployments.parquet"
+
+    @property
+    def load_health_json(self) -> Path:
+        return self.path / "load_health.json"
+
+    def write_load_health(self, entries: list[dict[str, Any]]) -> None:
+        write_json_atomic(self.load_health_json, {"version": 1, "phases": entries})
+
+    def read_load_health(self) -> list[dict[str, Any]]:
+        """The entries of ``load_health.json``; [] for a run without one (older, or no load)."""
+        try:
+            data = json.loads(self.load_health_json.read_text())
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError) as exc:
+            raise RunDirError(f"{self.load_health_json}: unreadable: {exc}") from exc
+        phases = data.get("phases") if isinstance(data, dict) else None
+        if not isinstance(phases, list):
+            raise RunDirError(f"{self.load_health_json}: no 'phases' list")
+        return [p for p in phases if isinstance(p, dict)]
 
     def create(self) -> None:
         try:
@@ -133,16 +178,27 @@ class RunDir:
         """All request records, in segment order; an empty table if none were written."""
         if not self.records_dir.is_dir():
             raise RunDirError(f"{self.path}: no records/ directory")
-        tables = []
+        tables: list[pa.Table] = []
         for part in sorted(self.records_dir.glob("*.parquet")):
+            tables += read_segment(part)  # older versions upgraded, newer ones refused
+        if not tables:
+            return REQUEST_SCHEMA.empty_table()
+        return pa.concat_tables(tables)
+
+    def read_metrics(self, kind: str) -> pa.Table:
+        """Every segment of one kind of ``metrics/`` file (``scrape``, ``scrapes``,
+        ``prometheus``, ``queries``, ``spans``); an empty table when there are none."""
+        schema = METRIC_FILES[kind]
+        tables = []
+        for part in sorted(self.metrics_dir.glob(f"{kind}-*.parquet")):
             try:
                 table = pq.read_table(part)
             except (OSError, pa.ArrowInvalid) as exc:
-                raise RunDirError(f"{part}: unreadable record segment: {exc}") from exc
-            _check_version(table.schema, str(part))
-            tables.append(table.select(REQUEST_SCHEMA.names).cast(REQUEST_SCHEMA))
+                raise RunDirError(f"{part}: unreadable metrics segment: {exc}") from exc
+            _check_version(table.schema, str(part), METRICS_FORMAT_VERSION)
+            tables.append(table.select(schema.names).cast(schema))
         if not tables:
-            return REQUEST_SCHEMA.empty_table()
+            return schema.empty_table()
         return pa.concat_tables(tables)
 
     def write_deployments(self, records: list[DeploymentRecord]) -> None:
@@ -179,12 +235,12 @@ class RunDir:
         return data
 
 
-def _check_version(schema: pa.Schema, source: str) -> None:
+def _check_version(schema: pa.Schema, source: str, newest: int = RUN_FORMAT_VERSION) -> None:
     meta = schema.metadata or {}
     raw = meta.get(b"servingperf.format_version")
     if raw is None:
         raise RunDirError(f"{source}: not written by servingperf (no format version)")
-    if int(raw) > RUN_FORMAT_VERSION:
+    if int(raw) > newest:
         raise RunDirError(f"{source}: written by a newer servingperf (format {int(raw)})")
 
 

@@ -2,7 +2,8 @@
 
 Terms. A :class:`StoredRun` is one run as the store knows it: who and what (scenario, kind,
 platform, hardware, servingperf version), when, whether it completed, its free labels (``release``,
-``commit``...) and ``run_dir``, where its raw records stay (Parquet; the store only points to them,
+``commit``...), its comparability fingerprint and validity verdict, and ``run_dir``, where its raw
+records stay (Parquet; the store only points to them,
 so any stored run can be re-analysed from its directory). A :class:`KpiRow` is one figure of one
 instance in one phase, with its unit and direction. A *release* is a value of a label (``release``
 by default) shared by one or more runs; releases are ordered by their first run.
@@ -52,6 +53,8 @@ class StoredRun:
     ended_at: datetime | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
     servingperf_version: str = __version__
+    fingerprint: Mapping[str, str] | None = None  # None: recorded before fingerprints existed
+    validity: Mapping[str, Any] | None = None  # {"verdict": ..., "reasons": [...], ...}
 
     def __post_init__(self) -> None:
         if not self.run_id:
@@ -283,6 +286,8 @@ def _run_values(run: StoredRun) -> dict[str, Any]:
         "hardware": run.hardware,
         "servingperf_version": run.servingperf_version,
         "labels": dict(run.labels),
+        "fingerprint": dict(run.fingerprint) if run.fingerprint is not None else None,
+        "validity": dict(run.validity) if run.validity is not None else None,
     }
 
 
@@ -330,6 +335,8 @@ def _stored_run(row: Row[Any]) -> StoredRun:
         hardware=m["hardware"],
         servingperf_version=m["servingperf_version"],
         labels=dict(m["labels"]),
+        fingerprint=dict(m["fingerprint"]) if m["fingerprint"] is not None else None,
+        validity=dict(m["validity"]) if m["validity"] is not None else None,
     )
 
 

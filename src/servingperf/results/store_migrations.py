@@ -111,8 +111,16 @@ def _v1_initial(conn: Connection) -> None:
     md.create_all(conn)
 
 
+def _v2_trust(conn: Connection) -> None:
+    """Version 2, frozen: each run's comparability fingerprint and validity verdict (JSON, NULL
+    for the runs recorded before)."""
+    conn.execute(text("ALTER TABLE runs ADD COLUMN fingerprint JSON"))
+    conn.execute(text("ALTER TABLE runs ADD COLUMN validity JSON"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema: runs, run_labels, kpis", _v1_initial),
+    Migration(2, "runs: fingerprint and validity", _v2_trust),
 )
 
 

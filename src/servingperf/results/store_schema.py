@@ -1,7 +1,9 @@
 """The results store's current SQL schema (SQLAlchemy Core), shared by SQLite and PostgreSQL.
 
-Terms. A *run* row is one run's identity and where its raw records live (``run_dir``); *run labels*
-are its free labels (release, commit...) one per row, indexed for filtering; a *KPI* row is one
+Terms. A *run* row is one run's identity and where its raw records live (``run_dir``); its
+*fingerprint* (what must match for a fair comparison) and *validity* (whether the client measured
+it soundly) are JSON, NULL for runs recorded before version 2; *run labels* are its free labels
+(release, commit...) one per row, indexed for filtering; a *KPI* row is one
 figure of one instance in one phase of a run, with its unit and direction. ``schema_version`` holds
 one row per migration applied; the store's version is the highest. These tables are what the code
 reads and writes *now*; :mod:`servingperf.results.store_migrations` builds them step by step from
@@ -29,7 +31,7 @@ from sqlalchemy import (
     TypeDecorator,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -80,6 +82,8 @@ def _define_tables(metadata: MetaData) -> tuple[Table, Table, Table, Table]:
         Column("hardware", Text, nullable=False),
         Column("servingperf_version", Text, nullable=False),
         Column("labels", JSON, nullable=False),
+        Column("fingerprint", JSON, nullable=True),  # what must match for a fair comparison
+        Column("validity", JSON, nullable=True),  # verdict, reasons and evidence of the run
         Index("ix_runs_started_at", "started_at"),
         Index("ix_runs_scenario_started_at", "scenario", "started_at"),
     )

@@ -49,8 +49,9 @@ from servingperf.model.target import Target
 from servingperf.platforms.base import Instance, InstanceRequest
 from servingperf.protocols.registry import create_client
 from servingperf.results.rundir import PhaseWindow
+from servingperf.scenarios.context import RunContext
 from servingperf.scenarios.requests import request_factory
-from servingperf.scenarios.runner import RunContext
+from servingperf.scenarios.server_metrics import scrape_target
 from servingperf.scenarios.targets import target_for
 
 PHASE_DEPLOY = "validate-deploy"
@@ -293,6 +294,9 @@ class _ManyModelRun:
             return None
         self.counters.ready += 1
         self.dirty = True
+        context = self.context
+        target = target_for(instance, self.model, context.spec.load, context.base_dir)
+        await context.metrics.attach(scrape_target(instance, target, context.spec.metrics))
         return instance
 
     def _refused_record(self, request: InstanceRequest, reason: str) -> DeploymentRecord:
@@ -301,14 +305,7 @@ class _ManyModelRun:
             namespace=request.namespace,
             model=request.model.request_model,
             platform=self.context.platform.name,
-            endpoint=None,
             clock_source="harness",
-            created_at=None,
-            ready_at=None,
-            t_created_s=None,
-            t_ready_s=None,
-            t_first_validated_s=None,
-            t_deleted_s=None,
             status=DeploymentStatus.FAILED.value,
             failure_reason=reason,
         )
@@ -324,6 +321,7 @@ class _ManyModelRun:
             self.prompts,
             self.validation_dataset,
             spec.load,
+            output_tokens_from=self.model.tokens.output_tokens_from,
         )
 
     async def _validate(self, instance: Instance, phase: str) -> None:
@@ -388,6 +386,7 @@ class _ManyModelRun:
 
         async def delete(instance: Instance) -> None:
             async with slots:
+                await self.context.metrics.detach(instance.request.name)
                 try:
                     await platform.delete(instance)
                 except DeployError as exc:

@@ -36,18 +36,18 @@ import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from servingperf.datasets.select import load_prompts
 from servingperf.errors import ConfigError, DeployError, TargetError
-from servingperf.load.breaker import ErrorBreaker
-from servingperf.load.engine import PhaseTiming, run_phase, usable_cores
+from servingperf.load.engine import PhaseTiming, usable_cores
 from servingperf.load.sinks import LoadCounters, ProgressSink
 from servingperf.model.specs import LoadSpec, ModelSpec, PlatformKind, ScenarioSpec, SweepSpec
 from servingperf.model.target import Target
 from servingperf.platforms.base import Instance, InstanceRequest
 from servingperf.platforms.local import emulator_settings
 from servingperf.results.rundir import PhaseWindow
-from servingperf.scenarios.phase_setup import bring_up, mark_failed, phase_recipe
-from servingperf.scenarios.runner import RunContext
+from servingperf.scenarios.context import RunContext
+from servingperf.scenarios.phase_setup import bring_up, load_instance, mark_failed
+from servingperf.scenarios.requests import check_dataset
+from servingperf.scenarios.server_metrics import scrape_target
 
 PHASE_CONCURRENT = "concurrent"
 PHASE_SEQUENTIAL = "sequential"
@@ -122,7 +122,7 @@ async def run_multi_model(context: RunContext) -> None:
             "a multi-model run takes one schedule per phase, not a sweep: give load.schedule"
             " users (the default) or a rate"
         )
-    load_prompts(spec.dataset, context.base_dir)  # validate the dataset before deploying
+    check_dataset(spec.dataset, context.base_dir)  # validate the dataset before deploying
     requests = instance_requests(spec)
     instances: list[Instance] = []
     try:
@@ -169,6 +169,7 @@ async def _deploy_all(
             except (DeployError, TargetError) as exc:
                 failures.append(mark_failed(instance, exc))
                 return None
+            await context.metrics.attach(scrape_target(instance, target, spec.metrics))
         return Member(model, instance, target, instance_load(spec.load, index))
 
     results = await asyncio.gather(*(one(i, r) for i, r in enumerate(requests)))
@@ -182,6 +183,8 @@ async def _deploy_all(
 
 
 async def _delete_all(context: RunContext, instances: list[Instance]) -> None:
+    # the closing scrape, while they still answer
+    await asyncio.gather(*(context.metrics.detach(i.request.name) for i in instances))
     results = await asyncio.gather(
         *(context.platform.delete(i) for i in instances), return_exceptions=True
     )
@@ -257,25 +260,17 @@ async def _load(
     stop: asyncio.Event,
 ) -> PhaseTiming:
     """One instance's load in one phase; its error breaker (if any) stops the whole run."""
-    name = member.model.name
-    load = member.load
-    breaker = ErrorBreaker.of(load.breaker, context.stop)
-    timing = await run_phase(
-        load,
-        phase_recipe(context, member.model, member.target, load, phase),
-        instance=name,
-        phase=phase,
-        records_dir=context.run_dir.records_dir,
+    return await load_instance(
+        context,
+        member.model,
+        member.target,
+        member.load,
+        phase,
         sink=context.records,
-        progress=progress if breaker is None else breaker.watch(progress),
-        counters=LoadCounters(instance=name, phase=phase),
-        t0=context.t0,
+        progress=progress,
         stop=stop,
         workers=workers,
     )
-    if breaker is not None:
-        breaker.raise_if_tripped()
-    return timing
 
 
 # --- progress ----------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ per instance (:func:`servingperf.analysis.sweep.sweep_summary`).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -28,17 +29,33 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import ValidationError
 
+from servingperf.analysis.decomposition import decompose, decomposition_summary
+from servingperf.analysis.fingerprint import fingerprint_of
 from servingperf.analysis.loadtimes import summarize_deployments
 from servingperf.analysis.multi_model import summarize_multi_model
+from servingperf.analysis.peers.registry import RunView, view_run
+from servingperf.analysis.prefix_cache import prefix_cache_check
+from servingperf.analysis.server_metrics import (
+    Tolerance,
+    agreement,
+    controller_evidence,
+    evidence_sentence,
+)
 from servingperf.analysis.summary import summarize_run_dir
 from servingperf.analysis.sweep import sweep_summary
+from servingperf.analysis.validity import run_validity
+from servingperf.datasets.shared_prefix import expected_hit_share
 from servingperf.errors import RunDirError
-from servingperf.model.specs import MultiModelSpec, SloSpec, SweepSpec
+from servingperf.model.specs import AgreementSpec, MultiModelSpec, SloSpec, SweepSpec
+from servingperf.model.workload_spec import SharedPrefixSpec
 from servingperf.report.build import build_report
 from servingperf.report.many_model_charts import many_model_charts
 from servingperf.report.multi_model_charts import multi_model_charts
+from servingperf.report.server_charts import server_charts
+from servingperf.results.record_writer import write_segment
 from servingperf.results.redact import Redactor
 from servingperf.results.rundir import PhaseWindow, RunDir, RunInfo, write_json_atomic
+from servingperf.results.schema import REQUEST_SCHEMA
 
 UNFINISHED_REASON = (
     "run.json still says 'running': the harness was killed or is still running; figures cover"
@@ -196,15 +213,161 @@ def write_summary(run_dir: RunDir) -> dict[str, Any]:
     records = run_dir.read_records() if many or multi else None
     if many:
         summary["deployments"] = summarize_deployments(deployments, info.phases, records)
+        evidence = controller_evidence(
+            run_dir.read_metrics("prometheus"), run_dir.read_metrics("scrape")
+        )
+        saturation = summary["deployments"].get("saturation")
+        if evidence is not None and isinstance(saturation, dict):
+            saturation["controller"] = evidence
+            saturation["reasons"] = [*saturation.get("reasons", []), evidence_sentence(evidence)]
     if multi and records is not None:
         summary["multi_model"] = summarize_multi_model(info, records, multi_of(info.config))
     sweep = sweep_of(info.config)
     if sweep is not None:
         summary["sweep"] = sweep_summary(sweep, summary["instances"])
+    server = summarize_server_metrics(run_dir, info)
+    if server is not None:
+        summary["server_metrics"] = server
     if info.status_reason:
         summary["status_reason"] = info.status_reason
+    calibration = info.environment.get("client_calibration")
+    summary["validity"] = run_validity(
+        summary,
+        run_dir.read_load_health(),
+        calibration if isinstance(calibration, dict) else None,
+    )
+    summary["fingerprint"] = fingerprint_of(info.config, info.environment)
     write_json_atomic(run_dir.summary_json, summary)
     return summary
+
+
+SERVER_COLUMNS = (
+    "request_id",
+    "instance",
+    "model",
+    "phase",
+    "status",
+    "streamed",
+    "output_tokens",
+    "input_tokens",
+    "t_sent_s",
+    "t_first_token_s",
+    "t_end_s",
+)
+DECOMPOSITION_FILE = "decomposition.parquet"
+
+
+def read_session(run_dir: RunDir) -> dict[str, Any] | None:
+    """``metrics/session.json`` (what the run's server metrics session recorded), or None."""
+    path = run_dir.metrics_dir / "session.json"
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise RunDirError(f"{path}: unreadable: {exc}") from exc
+    return data if isinstance(data, dict) else None
+
+
+def agreement_of(config: dict[str, Any]) -> Tolerance:
+    raw = config.get("metrics")
+    raw = raw.get("agreement") if isinstance(raw, dict) else None
+    spec = AgreementSpec.model_validate(raw) if isinstance(raw, dict) else AgreementSpec()
+    return Tolerance(rel=spec.mean_rel_tol, abs_s=spec.mean_abs_tol_s)
+
+
+def server_windows(info: RunInfo, samples: pa.Table) -> list[PhaseWindow]:
+    """The agreement windows: the run's phases, except for a many-model run, whose instances are
+    validated in phases of no fixed window: each scraped instance from its first scrape to its
+    last, all its phases together (phase ``*``)."""
+    if info.kind != "many-model":
+        return list(info.phases)
+    if samples.num_rows == 0:
+        return []
+    grouped = (
+        pa.table({"i": samples["instance"], "t": samples["t_s"]})
+        .group_by("i")
+        .aggregate([("t", "min"), ("t", "max")])
+    )
+    return [
+        PhaseWindow(row["i"], "*", row["t_min"], row["t_min"], row["t_max"], row["t_max"])
+        for row in grouped.to_pylist()
+    ]
+
+
+def planted_hit_share(config: dict[str, Any]) -> float | None:
+    """The warm-cache hit share a shared-prefix dataset plants (None for other datasets)."""
+    dataset = config.get("dataset")
+    if not isinstance(dataset, dict) or dataset.get("source") != "shared-prefix":
+        return None
+    section = dataset.get("shared_prefix")
+    spec = SharedPrefixSpec.model_validate(section if isinstance(section, dict) else {})
+    return expected_hit_share(spec.prefix_tokens, spec.suffix_tokens, spec.cache_block_tokens)
+
+
+def summarize_server_metrics(run_dir: RunDir, info: RunInfo) -> dict[str, Any] | None:
+    """``summary["server_metrics"]``: the agreement table, the span decomposition, the gaps
+    and warnings of the session; None for a run without server metrics. Writes the per-request
+    decomposition to ``metrics/decomposition.parquet`` (derived, like the summary)."""
+    session = read_session(run_dir)
+    if session is None and not run_dir.metrics_dir.is_dir():
+        return None
+    samples = run_dir.read_metrics("scrape")
+    spans = run_dir.read_metrics("spans")
+    tables = list(_segments(run_dir, SERVER_COLUMNS))
+    records = (
+        pa.concat_tables(tables)
+        if tables
+        else REQUEST_SCHEMA.empty_table().select(list(SERVER_COLUMNS))
+    )
+    result: dict[str, Any] = {}
+    if samples.num_rows:
+        result["agreement"] = agreement(
+            records, samples, server_windows(info, samples), agreement_of(info.config)
+        )
+        expected = planted_hit_share(info.config)
+        if expected is not None:
+            result["prefix_cache"] = prefix_cache_check(samples, expected)
+    if spans.num_rows:
+        parts = decompose(records, spans)
+        write_segment(parts, run_dir.metrics_dir / DECOMPOSITION_FILE, ("instance", "phase"))
+        result["decomposition"] = decomposition_summary(parts, records)
+        result["spans"] = spans.num_rows
+    if session is not None:
+        scrape = session.get("scrape") or {}
+        targets = scrape.get("targets") or {}
+        result["scrape"] = {
+            "interval_s": scrape.get("interval_s"),
+            "period_s": scrape.get("period_s"),
+            "targets": len(targets),
+            "scrapes": sum(int(t.get("scrapes") or 0) for t in targets.values()),
+            "gaps": sum(int(t.get("gaps") or 0) for t in targets.values()),
+        }
+        result["prometheus"] = session.get("prometheus")
+        result["otlp"] = session.get("otlp")
+        result["warnings"] = list(session.get("warnings") or [])
+        period, interval = scrape.get("period_s"), scrape.get("interval_s")
+        if (
+            isinstance(period, int | float)
+            and isinstance(interval, int | float)
+            and period > interval
+        ):
+            result["warnings"].append(
+                f"{len(targets)} instances: each was scraped every {period:g} s, not every"
+                f" {interval:g} s (metrics.scrape.max_scrapes_per_s)"
+            )
+        gaps = {name: t.get("gaps") for name, t in targets.items() if t.get("gaps")}
+        if gaps:
+            result["warnings"].append(
+                f"scrape gaps (failed scrapes) per instance: {json.dumps(gaps)}"
+            )
+    return result or None
+
+
+def peer_view(run_dir: RunDir, peer: str) -> RunView:
+    """A peer tool's view of the run's records (``servingperf summarize --as PEER``)."""
+    info, records = _read(run_dir)
+    return view_run(info, records, peer)
 
 
 def write_report(run_dir: RunDir) -> None:
@@ -218,7 +381,29 @@ def write_report(run_dir: RunDir) -> None:
         extra.update(many_model_charts(summary, run_dir.read_deployments()))
     if "multi_model" in summary:
         extra.update(multi_model_charts(summary, records))
+    if "server_metrics" in summary:
+        extra.update(
+            server_charts(
+                summary,
+                info.to_json(),
+                records,
+                run_dir.read_metrics("scrape"),
+                run_dir.read_metrics("prometheus"),
+                run_dir.read_deployments(),
+                decomposition_table(run_dir),
+            )
+        )
     build_report(run_dir.path, info.to_json(), summary, records, extra_specs=extra)
+
+
+def decomposition_table(run_dir: RunDir) -> pa.Table | None:
+    path = run_dir.metrics_dir / DECOMPOSITION_FILE
+    if not path.exists():
+        return None
+    try:
+        return pq.read_table(path)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise RunDirError(f"{path}: unreadable: {exc}") from exc
 
 
 def redacted_messages(records: pa.Table, redactor: Redactor) -> pa.Table:

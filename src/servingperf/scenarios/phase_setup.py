@@ -6,20 +6,27 @@ that fails a step is *failed before its load*: :func:`mark_failed` notes it in i
 record (status ``failed`` and the reason) and the scenario decides whether the run goes on.
 A phase's *recipe* is what the load engine needs to build the phase's client and prompt streams
 in any process, this one or a load worker: the two factories, by import name, and their JSON
-arguments (:func:`phase_recipe`).
+arguments (:func:`phase_recipe`). :func:`load_instance` runs one instance's load in one phase from
+its recipe, with the error breaker the load asks for: the one way every flavour puts load on an
+instance.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+
 from servingperf.errors import ServingPerfError
-from servingperf.load.engine import Recipe
+from servingperf.load.breaker import ErrorBreaker
+from servingperf.load.engine import PhaseTiming, Recipe, run_phase
 from servingperf.load.shard import is_open_loop
+from servingperf.load.sinks import LoadCounters, ProgressSink, RecordSink
 from servingperf.model.deployments import DeploymentStatus
 from servingperf.model.specs import LoadSpec, ModelSpec
 from servingperf.model.target import Target
 from servingperf.platforms.base import Instance
 from servingperf.protocols.registry import create_client
-from servingperf.scenarios.runner import RunContext
+from servingperf.scenarios.context import RunContext
 from servingperf.scenarios.targets import target_for
 
 CLIENT_FACTORY = "servingperf.protocols.registry:create_client"
@@ -29,13 +36,20 @@ OPEN_LOOP_STREAMS = 64  # open-loop request k draws its prompt from sampler k mo
 
 async def bring_up(context: RunContext, instance: Instance) -> Target:
     """The instance's target once it is ready and answers a probe; DeployError (never ready) or
-    TargetError (the probe failed) otherwise, its record left for :func:`mark_failed`."""
+    TargetError (the probe failed) otherwise, its record left for :func:`mark_failed`. What the
+    server says it is (engine, version) goes to ``run.json`` (``environment.engines``), for the
+    run's comparability fingerprint."""
     model = instance.request.model
     await context.platform.wait_ready(instance, context.spec.platform.ready_timeout_s)
     target = target_for(instance, model, context.spec.load, context.base_dir)
     client = create_client(target)
     try:
         await client.probe()
+        describe = getattr(client, "describe", None)  # what the server says it is, if it says
+        if callable(describe):
+            engines = context.info.environment.setdefault("engines", {})
+            engines[instance.request.name] = await describe()
+            context.run_dir.write_info(context.info)
     finally:
         await client.aclose()
     return target
@@ -66,5 +80,51 @@ def phase_recipe(
         "load": load.model_dump(mode="json"),
         "base_dir": str(context.base_dir),
         "streams": OPEN_LOOP_STREAMS if is_open_loop(load) else None,
+        "adapters": model.adapters.model_dump(mode="json") if model.adapters else None,
+        "output_tokens_from": model.tokens.output_tokens_from,
     }
     return Recipe(target, CLIENT_FACTORY, REQUESTS_FACTORY, args)
+
+
+async def load_instance(
+    context: RunContext,
+    model: ModelSpec,
+    target: Target,
+    load: LoadSpec,
+    phase: str,
+    *,
+    sink: RecordSink,
+    progress: ProgressSink,
+    stop: asyncio.Event,
+    workers: int | None = None,
+    on_timing: Callable[[PhaseTiming], None] | None = None,
+) -> PhaseTiming:
+    """Run ``model``'s load ``load`` in ``phase`` (``workers`` processes, default: the load's own
+    choice), records to ``sink``; ``on_timing`` gets the phase's timing as soon as it ended and
+    the instance's server metrics were scraped once more (the phase's closing scrape).
+
+    An error breaker in ``load`` watches the progress and, when it trips, stops the whole run
+    (``context.stop``) and raises once the phase has flushed and ``on_timing`` has run (so a
+    tripped phase keeps its window)."""
+    name = model.name
+    breaker = ErrorBreaker.of(load.breaker, context.stop)
+    timing = await run_phase(
+        load,
+        phase_recipe(context, model, target, load, phase),
+        instance=name,
+        phase=phase,
+        records_dir=context.run_dir.records_dir,
+        sink=sink,
+        progress=progress if breaker is None else breaker.watch(progress),
+        counters=LoadCounters(instance=name, phase=phase),
+        t0=context.t0,
+        stop=stop,
+        workers=workers,
+    )
+    await context.metrics.boundary([name])  # the phase's closing scrape of the instance
+    context.add_health(name, phase, timing)
+    if on_timing is not None:
+        on_timing(timing)
+    if breaker is not None:
+        breaker.raise_if_tripped()
+    return timing

@@ -25,8 +25,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,9 +39,15 @@ from servingperf.platforms.local import LocalLimits, LocalPlatform
 from servingperf.platforms.static import StaticPlatform
 from servingperf.results.record_writer import ParquetRecordWriter
 from servingperf.results.redact import Redactor
-from servingperf.results.rundir import PhaseWindow, RunDir, RunInfo, utc_iso
+from servingperf.results.rundir import RunDir, RunInfo, utc_iso
+from servingperf.scenarios.calibration import calibrate
+from servingperf.scenarios.context import RunContext
 from servingperf.scenarios.environment import environment
 from servingperf.scenarios.outputs import write_report, write_summary
+from servingperf.scenarios.registry import flavour
+from servingperf.scenarios.server_metrics import query_windows
+from servingperf.scenarios.targets import check_tokenizers
+from servingperf.telemetry.session import ServerMetrics, prometheus_token
 
 
 @dataclass(slots=True)
@@ -54,28 +59,6 @@ class RunOptions:
 
 
 @dataclass(slots=True)
-class RunContext:
-    """What a scenario module gets: the spec, where to write, how to deploy, when to stop."""
-
-    spec: ScenarioSpec
-    base_dir: Path
-    run_dir: RunDir
-    info: RunInfo
-    t0: float
-    platform: Platform
-    records: ParquetRecordWriter
-    progress: ProgressSink
-    stop: asyncio.Event
-    # Records of instances the platform refused (never created, so it holds no Instance for
-    # them): a scenario adds them here and the runner writes them after the platform's.
-    refused: list[DeploymentRecord] = field(default_factory=list)
-
-    def add_phase(self, window: PhaseWindow) -> None:
-        self.info.phases.append(window)
-        self.run_dir.write_info(self.info)
-
-
-@dataclass(slots=True)
 class RunOutcome:
     run_dir: RunDir
     info: RunInfo
@@ -84,9 +67,6 @@ class RunOutcome:
     # caller owns it and must end it: ``await kept.release()`` leaves them deployed and closes
     # the platform's own sessions, ``await kept.close()`` removes them. None: nothing was kept.
     kept: Platform | None = None
-
-
-ScenarioFn = Callable[[RunContext], Awaitable[None]]
 
 
 def new_run_id(name: str, now: datetime) -> str:
@@ -128,22 +108,6 @@ def keeps_deployed(spec: ScenarioSpec, status: str) -> bool:
     return asked and status == "complete"
 
 
-def scenario_function(kind: ScenarioKind) -> ScenarioFn:
-    if kind is ScenarioKind.SINGLE_MODEL:
-        from servingperf.scenarios.single_model import run_single_model
-
-        return run_single_model
-    if kind is ScenarioKind.MULTI_MODEL:
-        from servingperf.scenarios.multi_model import run_multi_model
-
-        return run_multi_model
-    if kind is ScenarioKind.MANY_MODEL:
-        from servingperf.scenarios.many_model import run_many_model
-
-        return run_many_model
-    raise ConfigError(f"scenario kind {kind.value!r} is not available in this build")
-
-
 async def run_scenario(
     spec: ScenarioSpec,
     options: RunOptions,
@@ -151,7 +115,9 @@ async def run_scenario(
     stop: asyncio.Event,
 ) -> RunOutcome:
     """Run ``spec``; ServingPerfError after clean-up if it failed, with the run dir still written."""
-    scenario = scenario_function(spec.kind)
+    scenario = flavour(spec.kind)
+    check_tokenizers(spec, options.base_dir)  # bad input, before a run directory exists
+    token = prometheus_token(spec.metrics)  # a variable named but unset: bad input, before all
     started = datetime.now(UTC)
     t0 = time.monotonic()
     run_id = new_run_id(spec.name, started)
@@ -159,6 +125,8 @@ async def run_scenario(
     run_dir.create()
     config = spec.model_dump(mode="json")
     redactor = Redactor.for_scenario(config, options.base_dir)  # no secret reaches a run file
+    if token:
+        redactor.add(token)
     info = RunInfo(
         run_id=run_id,
         scenario=spec.name,
@@ -170,14 +138,21 @@ async def run_scenario(
         environment=redactor.json(environment()),
     )
     run_dir.write_info(info)
+    if spec.kind is not ScenarioKind.MANY_MODEL:  # its validation queries are not a load
+        info.environment["client_calibration"] = await calibrate(spec)
+        run_dir.write_info(info)
     platform = make_platform(spec, run_dir.path / "instances", t0, run_id, options.base_dir)
     records = ParquetRecordWriter(run_dir.records_dir)
+    metrics = ServerMetrics(
+        spec.metrics, run_dir.metrics_dir, t0, token=token, redact=redactor.text
+    )
     context = RunContext(
-        spec, options.base_dir, run_dir, info, t0, platform, records, progress, stop
+        spec, options.base_dir, run_dir, info, t0, platform, records, progress, stop, metrics
     )
     failure: ServingPerfError | None = None
     keep = False
     try:
+        await metrics.start()
         await scenario(context)
         info.status = "incomplete" if stop.is_set() else "complete"
         if stop.is_set():
@@ -192,8 +167,16 @@ async def run_scenario(
         # A stop that came after the scenario returned is an interruption too: remove.
         keep = keeps_deployed(spec, info.status) and not stop.is_set()
         try:
-            if not keep:
-                await asyncio.shield(platform.close())
+            try:  # before the platform closes: spans still being exported need their servers
+                await asyncio.shield(
+                    metrics.finish(
+                        query_windows(info.phases),
+                        interrupted=stop.is_set() or info.status != "complete",
+                    )
+                )
+            finally:
+                if not keep:
+                    await asyncio.shield(platform.close())
         finally:
             records.close()
             _write_deployments(run_dir, platform, context.refused, redactor)

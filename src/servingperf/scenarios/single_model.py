@@ -10,11 +10,9 @@ import pyarrow.compute as pc
 
 from servingperf.analysis.summary import summarize_window
 from servingperf.analysis.sweep import StageResult, SweepStage, next_stage, stage_result
-from servingperf.datasets.select import load_prompts
 from servingperf.errors import DeployError, TargetError
-from servingperf.load.breaker import ErrorBreaker
-from servingperf.load.engine import run_phase
-from servingperf.load.sinks import ListSink, LoadCounters, RecordSink
+from servingperf.load.engine import PhaseTiming
+from servingperf.load.sinks import ListSink, RecordSink
 from servingperf.model.records import RequestRecord
 from servingperf.model.specs import (
     LoadSpec,
@@ -27,15 +25,17 @@ from servingperf.model.target import Target
 from servingperf.platforms.base import InstanceRequest
 from servingperf.results.record_writer import records_to_table
 from servingperf.results.rundir import PhaseWindow
-from servingperf.scenarios.phase_setup import bring_up, mark_failed, phase_recipe
-from servingperf.scenarios.runner import RunContext
+from servingperf.scenarios.context import RunContext
+from servingperf.scenarios.phase_setup import bring_up, load_instance, mark_failed
+from servingperf.scenarios.requests import check_dataset
+from servingperf.scenarios.server_metrics import scrape_target
 
 PHASE = "load"
 
 
 async def run_single_model(context: RunContext) -> None:
     spec = context.spec
-    load_prompts(spec.dataset, context.base_dir)  # validate the dataset before deploying
+    check_dataset(spec.dataset, context.base_dir)  # validate the dataset before deploying
     failed: list[str] = []  # a model that cannot be deployed is reported; the others go on
     for index, model in enumerate(spec.models):
         if context.stop.is_set():
@@ -52,11 +52,13 @@ async def run_single_model(context: RunContext) -> None:
             except (DeployError, TargetError) as exc:
                 failed.append(mark_failed(instance, exc))
                 continue
+            await context.metrics.attach(scrape_target(instance, target, spec.metrics))
             if isinstance(spec.load.schedule, SweepSpec):
                 await _sweep(context, model, target, spec.load.schedule)
             else:
                 await _phase(context, model, target, spec.load, PHASE, context.records)
         finally:
+            await context.metrics.detach(model.name)
             await context.platform.delete(instance)
     if failed:
         raise DeployError(
@@ -73,31 +75,32 @@ async def _phase(
     phase: str,
     sink: RecordSink,
 ) -> PhaseWindow:
-    breaker = ErrorBreaker.of(load.breaker, context.stop)
-    timing = await run_phase(
+    windows: list[PhaseWindow] = []
+
+    def add_window(timing: PhaseTiming) -> None:
+        window = PhaseWindow(
+            model.name,
+            phase,
+            timing.start_s,
+            timing.measure_start_s,
+            timing.measure_end_s,
+            timing.end_s,
+        )
+        context.add_phase(window)
+        windows.append(window)
+
+    await load_instance(
+        context,
+        model,
+        target,
         load,
-        phase_recipe(context, model, target, load, phase),
-        instance=model.name,
-        phase=phase,
-        records_dir=context.run_dir.records_dir,
-        sink=sink,
-        progress=context.progress if breaker is None else breaker.watch(context.progress),
-        counters=LoadCounters(instance=model.name, phase=phase),
-        t0=context.t0,
-        stop=context.stop,
-    )
-    window = PhaseWindow(
-        model.name,
         phase,
-        timing.start_s,
-        timing.measure_start_s,
-        timing.measure_end_s,
-        timing.end_s,
+        sink=sink,
+        progress=context.progress,
+        stop=context.stop,
+        on_timing=add_window,
     )
-    context.add_phase(window)
-    if breaker is not None:
-        breaker.raise_if_tripped()
-    return window
+    return windows[0]
 
 
 async def _sweep(context: RunContext, model: ModelSpec, target: Target, sweep: SweepSpec) -> None:
