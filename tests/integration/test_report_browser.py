@@ -2,8 +2,8 @@
 
 Checks what issue 8 asks of the page: no console error, no uncaught exception, no network request
 (only its own ``file://`` URL is allowed), no JavaScript dialog (a hostile model name must never
-execute), every chart rendered with data marks (a sweep's chart too), and the hostile name shown
-as text. A full-page
+execute), every chart rendered with data marks (a sweep's and the per-turn and per-adapter
+breakdowns too), and the hostile name shown as text. A full-page
 screenshot is kept under ``test-artifacts/report/``.
 """
 
@@ -18,6 +18,7 @@ from servingperf.report.build import build_report
 from tests.fakes.runs import synthetic_run
 from tests.fakes.sweeps import synthetic_sweep
 from tests.support.devtools import chromium_binary, external_requests, keep_screenshot, open_page
+from tests.unit.test_report_breakdowns import adapters_summary, turns_summary
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -35,6 +36,10 @@ def test_report_renders_offline_without_errors(tmp_path: Path) -> None:
     )
     # a sweep run's summary (also a hostile instance name): the sweep chart comes first
     summary["sweep"] = synthetic_sweep({"flan-t5-small": (40.0, 30.0), HOSTILE: (12.0, None)})
+    # conversation turns and LoRA adapters (one of them hostile): their tables and charts
+    first = next(iter(summary["instances"]))
+    summary["instances"][first]["by_turn"] = turns_summary()["instances"]["inst"]["by_turn"]
+    summary["instances"][first]["by_model"] = adapters_summary()["instances"]["inst"]["by_model"]
     paths = build_report(tmp_path, run_info, summary, records, png=False)
 
     result = asyncio.run(open_page(chromium, paths.html.resolve().as_uri(), hover=TIMELINE_POINTS))
@@ -47,7 +52,7 @@ def test_report_renders_offline_without_errors(tmp_path: Path) -> None:
     external = external_requests(result.log)
     assert external == [], f"the page made network requests: {external}"
     assert result.failed == "0"
-    assert result.rendered == "6"
+    assert result.rendered == "8"
     assert set(result.marks) == {
         "sweep",
         "latency_per_token",
@@ -55,6 +60,8 @@ def test_report_renders_offline_without_errors(tmp_path: Path) -> None:
         "throughput",
         "mean_latency",
         "timeline",
+        "by_turn",
+        "by_model",
     }
     for name, marks in result.marks.items():
         assert marks > 0, f"chart {name} rendered without data marks"

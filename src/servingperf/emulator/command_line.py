@@ -36,6 +36,12 @@ def build_parser(prog: str = PROGRAM) -> argparse.ArgumentParser:
     add("--host", default="127.0.0.1", help="address to bind")
     add("--model-id", action="append", default=[], help="model id to serve (repeatable)")
     add(
+        "--adapter-id",
+        action="append",
+        default=[],
+        help="a served model id that is a LoRA adapter (repeatable; slots: --set max_loras=N)",
+    )
+    add(
         "--set",
         action="append",
         default=[],
@@ -104,6 +110,7 @@ def parse_options(argv: Sequence[str], prog: str = PROGRAM) -> ServeOptions:
         host=args.host,
         port=args.port,
         model_ids=tuple(args.model_id),
+        adapter_ids=tuple(args.adapter_id),
         overrides=_overrides(args.set_),
         seed=args.seed,
         load_time_s=args.load_time,

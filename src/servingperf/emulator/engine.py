@@ -23,6 +23,14 @@ token (a fully cached prompt recomputes its last block). Its prompt blocks are c
 admission, and those of prompt plus answer when it finishes (a conversation's next turn sends
 both back). Blocks are salted with the sequence's model id: models never share a block.
 
+LoRA adapters. With :class:`~servingperf.emulator.adapter_slots.AdapterSlots`, a sequence submitted
+under one of the engine's ``adapter_ids`` must hold its adapter's slot to run. At admission
+(first come first served, as vLLM's scheduler) a sequence whose adapter is loaded joins at no
+cost; one whose adapter is not loaded loads it, adding the slots' ``load_s`` to the cost of the
+step that admits it (vLLM loads in the engine step: the whole batch waits); one whose adapter
+cannot be loaded (every slot held by running sequences) is skipped and stays queued in its place,
+while later sequences may still be admitted. A sequence gives its slot back when it ends.
+
 The engine knows nothing of HTTP: several front ends or model ids may share one. Each sequence
 carries the ``model`` id it was submitted under and the ``finish_reason`` it ends with, opaque to
 the engine; an *observer* (:class:`EngineObserver`, the server's metrics) hears of each first token,
@@ -41,6 +49,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from servingperf.emulator.adapter_slots import AdapterSlots
 from servingperf.emulator.prefix_cache import PrefixCache, block_hashes
 from servingperf.emulator.profiles import Profile
 from servingperf.emulator.tokenizer import generated_tokens
@@ -132,6 +141,8 @@ class Sequence:
         "_done_waiter",
         "_engine",
         "_token_waiter",
+        "adapter_held",
+        "adapter_load_s",
         "admitted_at",
         "cached_tokens",
         "finish_reason",
@@ -161,6 +172,8 @@ class Sequence:
         self.prompt_units = prompt_units
         self.prompt_blocks: list[int] = []
         self.cached_tokens = 0  # prompt tokens served by the prefix cache at admission
+        self.adapter_held = False  # holds a LoRA adapter slot (given back when it ends)
+        self.adapter_load_s = 0.0  # the adapter load its admission paid (0: a hit, or no adapter)
         self.model = model
         self.finish_reason = finish_reason
         self.prompt_tokens = prompt_tokens
@@ -211,6 +224,11 @@ class Sequence:
 
     def _end(self, state: SequenceState) -> None:
         self.state = state
+        if self.adapter_held:
+            self.adapter_held = False
+            slots = self._engine.adapter_slots
+            if slots is not None:
+                slots.release(self.model)
         observer = self._engine.observer
         if observer is not None:
             observer.ended(self, self._engine._clock())
@@ -256,9 +274,13 @@ class Engine:
         sleep: Sleep = asyncio.sleep,
         max_lag_s: float = DEFAULT_MAX_LAG_S,
         prefix_cache: PrefixCache | None = None,
+        adapter_slots: AdapterSlots | None = None,
+        adapter_ids: frozenset[str] = frozenset(),
     ) -> None:
         self._profile = profile
         self.prefix_cache = prefix_cache
+        self.adapter_slots = adapter_slots
+        self.adapter_ids = adapter_ids
         self._clock = clock
         self._sleep = sleep
         self._max_lag_s = max_lag_s
@@ -384,16 +406,28 @@ class Engine:
                 step_start = step_end
             running = self._running
             prefill = 0
+            adapter_load_s = 0.0
+            skipped: list[Sequence] = []
             while waiting and len(running) < max_batch:
                 seq = waiting.popleft()
                 if seq.state is not SequenceState.QUEUED:
                     continue  # cancelled while queued
+                if self.adapter_slots is not None and seq.model in self.adapter_ids:
+                    load_s = self.adapter_slots.admit(seq.model)
+                    if load_s is None:
+                        skipped.append(seq)  # every slot is held: it waits, in its place
+                        continue
+                    seq.adapter_held = True
+                    seq.adapter_load_s = load_s
+                    adapter_load_s += load_s
                 self._queued -= 1
                 seq.state = SequenceState.RUNNING
                 seq.admitted_at = now
                 prefill += seq.prompt_tokens - self._cached(seq)
                 running.append(seq)
-            if not waiting:
+            if skipped:
+                waiting.extendleft(reversed(skipped))
+            elif not waiting:
                 self._queued = 0  # keeps the idle test above exact, so an empty loop cannot spin
             if not running:
                 continue
@@ -402,6 +436,7 @@ class Engine:
                 profile.decode_base_s
                 + profile.decode_per_seq_s * len(running)
                 + profile.prefill_per_token_s * prefill
+                + adapter_load_s
             )
             delay = step_end - clock()
             await self._sleep(delay if delay > 0.0 else 0.0)

@@ -42,6 +42,8 @@ class GroundTruthRecord:
     end: float | None = None
     prompt_tokens: int = 0
     cached_tokens: int = 0  # prompt tokens the prefix cache served (no prefill)
+    adapter_load_s: float = 0.0  # the LoRA adapter load its admission paid (0: hit or none)
+    reasoning_tokens: int = 0  # output tokens sent as reasoning (chat), included in output_tokens
     output_tokens: int = 0
     finish_reason: str | None = None
     status: int = 200

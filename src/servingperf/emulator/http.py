@@ -102,6 +102,12 @@ class OpenAIFrontEnd:
     def model_ids(self) -> tuple[str, ...]:
         return tuple(self._engines)
 
+    def _reasoning(self, model: str) -> RequestFault | None:
+        """The reasoning shape of a chat answer from ``model``: its profile's first
+        ``reasoning_tokens`` tokens are reasoning (None for a model that does not reason)."""
+        tokens = self._engines[model].profile.reasoning_tokens
+        return RequestFault(FaultKind.REASONING_FIRST, tokens=tokens) if tokens > 0 else None
+
     def mark_listening(self) -> None:
         """Start the load-time countdown (the socket is bound and accepting)."""
         self._ready_at = self._clock() + self._load_time_s
@@ -237,6 +243,7 @@ class OpenAIFrontEnd:
             seq.cancel()  # no-op when finished; frees the batch slot of a departed client
             record.admitted = seq.admitted_at
             record.cached_tokens = seq.cached_tokens
+            record.adapter_load_s = seq.adapter_load_s
 
     async def _stream(
         self,
@@ -271,6 +278,8 @@ class OpenAIFrontEnd:
         last = plan.tokens - 1
         finish_reason = plan.finish_reason
         shape = fault if fault is not None and fault.kind in SHAPES else None
+        if shape is None and call.chat:
+            shape = self._reasoning(model)  # a reasoning model's answers think first
         try:
             await response.prepare(request)
             if shape is not None:
@@ -328,6 +337,7 @@ class OpenAIFrontEnd:
         last = plan.tokens - 1
         group = shape.tokens if shape.kind is FaultKind.MULTI_TOKEN else 1
         reasoning = shape.tokens if shape.kind is FaultKind.REASONING_FIRST and call.chat else 0
+        record.reasoning_tokens = min(reasoning, plan.tokens)
         extra = shape.tokens if shape.kind is FaultKind.USAGE_MISMATCH else 0
         held = 0  # the first token whose text is not yet written
         role = call.chat  # vLLM's role chunk goes just before the first chunk
@@ -383,6 +393,11 @@ class OpenAIFrontEnd:
                 error_body(500, "the server stopped before the generation finished"),
             )
         kind = None if fault is None else fault.kind
+        reasoning = 0
+        if call.chat:
+            shape = fault if kind is FaultKind.REASONING_FIRST else self._reasoning(model)
+            reasoning = 0 if shape is None else shape.tokens
+        record.reasoning_tokens = min(reasoning, plan.tokens)
         body = full_response(
             chat=call.chat,
             response_id=("chatcmpl-" if call.chat else "cmpl-") + record.request_id,
@@ -396,9 +411,7 @@ class OpenAIFrontEnd:
                 if fault is not None and kind is FaultKind.USAGE_MISMATCH
                 else None
             ),
-            reasoning_tokens=(
-                fault.tokens if fault is not None and kind is FaultKind.REASONING_FIRST else 0
-            ),
+            reasoning_tokens=reasoning,
             token_ids=call.return_token_ids,
         )
         record.finish_reason = plan.finish_reason

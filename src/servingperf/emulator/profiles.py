@@ -34,8 +34,12 @@ class Profile:
     median and shape ``sigma``, clipped to ``[load_time_min_s, load_time_max_s]``.
     ``prefix_cache_blocks`` > 0 turns on the prefix (KV) cache of that many blocks of
     ``block_tokens`` toy tokens (:mod:`servingperf.emulator.prefix_cache`): a cached leading block
-    of a prompt costs no prefill. Off (0) in every built-in profile: a scenario turns it on with
-    ``overrides``.
+    of a prompt costs no prefill. ``max_loras`` > 0 models LoRA adapter slots
+    (:mod:`servingperf.emulator.adapter_slots`): at most that many adapters loaded at once, each
+    load adding ``lora_load_s`` to the step that admits it; 0 serves adapters at no cost. Both are
+    off (0) in every built-in profile: a scenario turns them on with ``overrides``.
+    ``reasoning_tokens`` > 0 makes a reasoning model: the first that many tokens of every chat
+    answer (all of a shorter one) are reasoning (``delta.reasoning``), the rest content.
     """
 
     name: str
@@ -53,11 +57,22 @@ class Profile:
     load_time_max_s: float
     prefix_cache_blocks: int = 0
     block_tokens: int = 16
+    max_loras: int = 0
+    lora_load_s: float = 0.0
+    reasoning_tokens: int = 0
 
 
 # Fields a scenario may override, with the type each must have.
 _INT_FIELDS = frozenset(
-    {"max_batch", "output_tokens_min", "output_tokens_max", "prefix_cache_blocks", "block_tokens"}
+    {
+        "max_batch",
+        "output_tokens_min",
+        "output_tokens_max",
+        "prefix_cache_blocks",
+        "block_tokens",
+        "max_loras",
+        "reasoning_tokens",
+    }
 )
 OVERRIDABLE: tuple[str, ...] = tuple(
     f.name for f in dataclasses.fields(Profile) if f.name != "name"
@@ -179,8 +194,7 @@ def resolve_profile(name: str, overrides: Mapping[str, float]) -> Profile:
     """The named profile with ``overrides`` applied, validated.
 
     Raises ``ConfigError`` naming an unknown profile, an unknown override key or an invalid value,
-    and listing what is valid. Integer parameters (``max_batch``, ``output_tokens_min``,
-    ``output_tokens_max``, ``prefix_cache_blocks``, ``block_tokens``) accept floats only when
+    and listing what is valid. Integer parameters (``_INT_FIELDS``) accept floats only when
     they are whole numbers, since scenario files give every override as a number.
     """
     base = PROFILES.get(name)

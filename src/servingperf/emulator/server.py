@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from servingperf.emulator.adapter_slots import AdapterSlots
 from servingperf.emulator.engine import Engine
 from servingperf.emulator.faults import FaultInjector, Terminate
 from servingperf.emulator.groundtruth import GroundTruthLog, GroundTruthRecord
@@ -61,6 +62,8 @@ class ServeOptions:
     """How to run one emulator server.
 
     ``model_ids`` are the model names served, all sharing one engine (default: the profile name).
+    ``adapter_ids``, a subset of them, are LoRA adapters of the base model: with the profile's
+    ``max_loras`` > 0 they hold adapter slots (:mod:`servingperf.emulator.adapter_slots`).
     ``load_time_s`` None draws the start-up time from the profile with ``seed``; 0 is ready at once.
     ``overrides`` replace profile parameters (see :func:`resolve_profile`).
     """
@@ -69,6 +72,7 @@ class ServeOptions:
     host: str = "127.0.0.1"
     port: int = 0
     model_ids: tuple[str, ...] = ()
+    adapter_ids: tuple[str, ...] = ()
     overrides: Mapping[str, float] = field(default_factory=dict)
     seed: int = 0
     load_time_s: float | None = None
@@ -179,7 +183,20 @@ async def start_server(options: ServeOptions, terminate: Terminate | None = None
         if profile.prefix_cache_blocks > 0
         else None
     )
-    engine = Engine(profile, prefix_cache=cache)
+    unknown = sorted(set(options.adapter_ids) - set(model_ids))
+    if unknown:
+        raise ConfigError(f"adapter ids {unknown} are not among the served model ids {model_ids}")
+    slots = (
+        AdapterSlots(profile.max_loras, profile.lora_load_s)
+        if profile.max_loras > 0 and options.adapter_ids
+        else None
+    )
+    engine = Engine(
+        profile,
+        prefix_cache=cache,
+        adapter_slots=slots,
+        adapter_ids=frozenset(options.adapter_ids),
+    )
     metrics = EngineMetrics(engine, model_ids).attach()
     faults = None
     if options.faults is not None:

@@ -25,13 +25,18 @@ the prompt tokens), preemptions 0. ``kv_cache_usage_perc`` is the tokens held by
 sequences (prompt + produced) over a cache of ``max_batch`` x ``KV_TOKENS_PER_SEQUENCE`` tokens.
 Device-wide figures (KV usage, step tokens) are repeated under each model id of a shared device;
 per-request and per-model figures (running, waiting, tokens, latencies) are each model's own.
-vLLM's ``*_created`` series (prometheus_client's default) are left out. No prometheus_client in
+With LoRA adapter slots (``max_loras`` > 0), ``vllm:lora_requests_info`` is vLLM's: one gauge
+sample set to the wall-clock time of the render, its labels ``max_lora`` and the comma-joined
+adapters of the running (``running_lora_adapters``) and the queued (``waiting_lora_adapters``)
+sequences, in order of first appearance. vLLM's ``*_created`` series (prometheus_client's
+default) are left out. No prometheus_client in
 this process: the text is written here (one emulator process per instance; docs/emulator.md).
 """
 
 from __future__ import annotations
 
 import bisect
+import time
 from collections.abc import Sequence as Seq
 
 from servingperf.emulator.engine import Engine, Sequence, SequenceState
@@ -238,6 +243,8 @@ class EngineMetrics:
             ),
         )
         out = _Writer()
+        if self._engine.adapter_slots is not None:
+            self._lora_info(out, running, queued)
         for name, kind, values in scalars:
             out.family(name, kind)
             for model, value in values.items():
@@ -252,6 +259,20 @@ class EngineMetrics:
                 histogram = self._iteration if attribute == "" else getattr(stats, attribute)
                 out.histogram(name, model, histogram)
         return out.bytes()
+
+    def _lora_info(self, out: _Writer, running: list[Sequence], queued: list[Sequence]) -> None:
+        slots = self._engine.adapter_slots
+        assert slots is not None
+        adapters = self._engine.adapter_ids
+        labels = [
+            ("max_lora", str(slots.max_resident)),
+            ("running_lora_adapters", ",".join(dict.fromkeys(
+                s.model for s in running if s.model in adapters))),
+            ("waiting_lora_adapters", ",".join(dict.fromkeys(
+                s.model for s in queued if s.model in adapters))),
+        ]  # fmt: skip
+        out.family("vllm:lora_requests_info", "gauge")
+        out.raw(f"vllm:lora_requests_info{{{_labels(labels)}}} {_number(time.time())}\n")
 
     def _key(self, seq: Sequence) -> str:
         if self._single is not None:
@@ -281,6 +302,7 @@ _HISTOGRAMS = (
 
 # vLLM's help texts, so that a reader of either exposition reads the same words.
 HELP = {
+    "vllm:lora_requests_info": "Running stats on lora requests.",
     "vllm:num_requests_running": "Number of requests in model execution batches.",
     "vllm:num_requests_waiting": "Number of requests waiting to be processed.",
     "vllm:kv_cache_usage_perc": "KV-cache usage. 1 means 100 percent usage.",
@@ -329,6 +351,9 @@ class _Writer:
         if extra is not None:
             labels.append(extra)
         self._parts.append(f"{name}{{{_labels(labels)}}} {_number(value)}\n")
+
+    def raw(self, line: str) -> None:
+        self._parts.append(line)
 
     def histogram(self, name: str, model: str, histogram: Histogram) -> None:
         cumulative = 0

@@ -4,8 +4,12 @@ Each arrival (index k, offset a_k from the phase start) is *scheduled* at start 
 what its record keeps as ``t_scheduled_s``: when the harness falls behind (a busy event loop, or
 the concurrency cap reached), the request goes late and the delay shows as client lag (sent -
 scheduled) instead of vanishing (coordinated omission made visible; TTFT still counts from sent).
-The dispatcher sends every arrival already due at each wake-up, then sleeps until the next one;
-with ``max_concurrency`` it waits for a free slot before sending. At the end of issuing, arrivals
+The dispatcher sends every arrival already due at each wake-up, then waits until the next one:
+a timer for all but the last ``SPIN_S``, then yields to the event loop until the arrival is due
+(an asyncio timer may fire up to a millisecond early or late, uvloop's rounds to milliseconds;
+yielding costs a little CPU before each arrival, but no arrival is sent early and the wake-up is
+precise to the loop's iteration time; docs/benchmarks.md, trace replay). With
+``max_concurrency`` it waits for a free slot before sending. At the end of issuing, arrivals
 not yet sent are dropped (never issued) and requests in flight drain or are cut
 (:mod:`servingperf.load.phase`).
 """
@@ -22,6 +26,19 @@ from servingperf.load.phase import PhasePlan
 from servingperf.model.records import Exchange, RequestContext
 
 _MAX_BURST = 32
+SPIN_S = 0.0015  # the last stretch before an arrival, waited by yielding rather than by a timer
+_MAX_SPINS = 100_000  # bounds the yielding even if the clock does not move (a test's clock)
+
+
+async def wait_until(due: float, clock: Clock) -> None:
+    """Return at ``due`` on ``clock``, never before it (unless the clock stands still)."""
+    delay = due - clock()
+    if delay > SPIN_S:
+        await asyncio.sleep(delay - SPIN_S)
+    for _ in range(_MAX_SPINS):
+        if clock() >= due:
+            return
+        await asyncio.sleep(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +80,7 @@ class OpenLoopArrivals:
                 delay = due - clock()
                 if delay > 0:
                     behind = 0
-                    await asyncio.sleep(delay)
+                    await wait_until(due, clock)
                 elif behind >= _MAX_BURST:  # late: still let responses be read between sends
                     behind = 0
                     await asyncio.sleep(0)

@@ -169,6 +169,15 @@ def emulator_settings(request: InstanceRequest) -> tuple[object, ...]:
     )
 
 
+def adapter_ids(request: InstanceRequest) -> tuple[str, ...]:
+    """The served model ids that are LoRA adapters of the request's model (its own id excluded:
+    a weight on the base model's name sends base-model requests)."""
+    if request.model.adapters is None:
+        return ()
+    own = request.model.request_model
+    return tuple(name for name in request.model.adapters.weights if name != own)
+
+
 def served_model_ids(request: InstanceRequest) -> tuple[str, ...]:
     """The model ids the request's server answers to: the device's (repeats served once), or its
     own; then the names of the model's LoRA adapters (``models[].adapters``), which the emulator
@@ -326,6 +335,8 @@ class LocalPlatform:
         ]
         for model_id in served_model_ids(request):
             argv += ["--model-id", model_id]
+        for adapter in adapter_ids(request):
+            argv += ["--adapter-id", adapter]
         if self._ground_truth:
             argv += ["--ground-truth", str(folder / "ground_truth.jsonl")]
         if emulator.load_time_s is not None:

@@ -17,6 +17,8 @@ The charts (names are the PNG file stems):
 - ``mean_latency``: mean E2E latency per instance, from the summary;
 - ``timeline``: every request at its send time against its elapsed time, colour by instance,
   shape by status, zoomable, with the measurement windows shaded;
+- ``by_turn`` / ``by_model`` (conversations / several model ids named, e.g. LoRA adapters): the
+  median TTFT and E2E latency per turn / model id (:mod:`servingperf.report.breakdowns`);
 - ``sweep`` (sweep runs only, first): completed against offered rate per stage, with the knee and
   the highest rate meeting the SLOs marked (:mod:`servingperf.report.sweep_charts`).
 """
@@ -32,6 +34,7 @@ import pyarrow as pa
 
 from servingperf.model.metrics import METRICS
 from servingperf.report.boxstats import BoxStats, box_stats
+from servingperf.report.breakdowns import breakdown_charts
 from servingperf.report.points import (
     BoolArray,
     FloatArray,
@@ -377,5 +380,6 @@ def chart_specs(
         "per_token_distribution": per_token_distribution(figures, models),
         "throughput": throughput(summary, models),
         "mean_latency": mean_latency(summary, models),
+        **breakdown_charts(summary),
         "timeline": timeline(figures, summary, model_of, cap),
     }

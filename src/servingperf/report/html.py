@@ -31,6 +31,7 @@ import vl_convert
 
 from servingperf.analysis.summary import summary_value
 from servingperf.model.metrics import METRICS, distributions, headline, rates
+from servingperf.report.breakdowns import breakdown_tables
 from servingperf.report.errordigest import FailureSample
 from servingperf.report.verdicts import VERDICTS_CSS, verdicts_section
 
@@ -358,7 +359,7 @@ def _instance_section(name: str, instance: Mapping[str, Any]) -> str:
         f'<p class="meta">{window_text}</p>'
         f'<div class="kpis"><div>{_stats_table(instance.get("stats") or {})}</div>'
         f"<div>{_rates_table(instance)}{_counts_table(instance.get('counts') or {})}"
-        f"{_token_counts(instance)}</div></div>"
+        f"{_token_counts(instance)}</div></div>{breakdown_tables(instance, fmt_number)}"
         "</section>"
     )
 
