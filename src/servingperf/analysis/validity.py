@@ -8,7 +8,8 @@ evidence only:
 - *client lag*: the share of issued requests sent more than ``BEHIND_S`` after their scheduled
   time (an open-loop schedule not kept is coordinated omission; a closed-loop user sent late
   means the client, not the server, paced it), and open-loop arrivals never sent (*unsent*);
-- the load processes' own health (``load_health.json``): CPU share near a whole core, event-loop
+- the load processes' own health (``load_health.json``): CPU share near a whole core (the
+  open-loop dispatcher's wait spin left out: :mod:`servingperf.load.health`), event-loop
   lag (chunks time-stamped late by that much), clock drift (wall clock stepped or suspended);
 - *clock trouble* in the records: a negative TTFT, E2E or ITL (a clock that went backwards);
 - cut and error shares, and whether a load phase measured anything at all (many-model validation
@@ -155,7 +156,11 @@ def _health(result: WindowValidity, processes: Sequence[Mapping[str, Any]]) -> N
     if not processes:
         evidence["load_health"] = "not recorded"
         return
-    shares = [float(p.get("cpu_s", 0)) / float(p["wall_s"]) for p in processes if p.get("wall_s")]
+    shares = [  # the CPU the process worked: less the open-loop dispatcher's wait spin
+        max(0.0, float(p.get("cpu_s", 0)) - float(p.get("wait_spin_s", 0.0))) / float(p["wall_s"])
+        for p in processes
+        if p.get("wall_s")
+    ]
     lags = [float(p["loop_lag_p99_s"]) for p in processes if p.get("loop_lag_p99_s") is not None]
     drifts = [abs(float(p.get("clock_drift_s", 0.0))) for p in processes]
     evidence.update(

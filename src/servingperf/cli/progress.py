@@ -12,6 +12,7 @@ from rich.live import Live
 from rich.text import Text
 
 from servingperf.load.sinks import LoadCounters
+from servingperf.results.background import lower_thread_priority
 
 
 class RichProgress:
@@ -51,6 +52,9 @@ class RichProgress:
             self._line(counters, 0.0), console=self._console, transient=False, refresh_per_second=4
         )
         self._live.start()
+        refresher = getattr(self._live, "_refresh_thread", None)  # Rich's redraw thread
+        if refresher is not None and refresher.native_id is not None:
+            lower_thread_priority(refresher.native_id)  # drawing waits for the load loop
 
     def tick(self, counters: LoadCounters, elapsed_s: float) -> None:
         self._elapsed = elapsed_s

@@ -9,7 +9,11 @@ time-stamped that much late. *Clock drift*: the wall clock's advance minus the m
 over the phase; more than a fraction of a second means the wall clock was stepped (NTP) or the
 machine was suspended, and wall-clock times in the run (``started_at``) are then off. *Unsent*:
 open-loop arrivals due before the phase stopped issuing that were never sent (the schedule was
-not kept). The monitor costs one timer wake-up per ``interval_s``.
+not kept). *Wait spin*: CPU time the open-loop dispatcher spent yielding to the event loop with
+nothing else to do in the last stretch before an arrival (:func:`servingperf.load.open_loop.
+wait_until`): counted in the CPU time, but not work, so the CPU share the validity verdict reads
+leaves it out. It is summed process-wide, as the CPU time is, in :data:`WAIT_SPIN`. The monitor
+costs one timer wake-up per ``interval_s``.
 """
 
 from __future__ import annotations
@@ -36,13 +40,27 @@ class LoadHealth:
     loop_samples: int
     clock_drift_s: float
     unsent: int = 0
+    wait_spin_s: float = 0.0
 
     @property
     def cpu_share(self) -> float:
-        return self.cpu_s / self.wall_s if self.wall_s > 0 else 0.0
+        """The share of a core the process worked: CPU time less the wait spin, over wall time."""
+        return max(0.0, self.cpu_s - self.wait_spin_s) / self.wall_s if self.wall_s > 0 else 0.0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class WaitSpin:
+    """The process's wait-spin seconds so far (see the module docstring)."""
+
+    __slots__ = ("seconds",)
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+
+WAIT_SPIN = WaitSpin()
 
 
 def _cpu_s() -> float:
@@ -58,10 +76,11 @@ class HealthMonitor:
         self._interval_s = interval_s
         self._lags: list[float] = []
         self._task: asyncio.Task[None] | None = None
-        self._mono0 = self._wall0 = self._cpu0 = 0.0
+        self._mono0 = self._wall0 = self._cpu0 = self._spin0 = 0.0
 
     def start(self) -> None:
         self._mono0, self._wall0, self._cpu0 = time.monotonic(), time.time(), _cpu_s()
+        self._spin0 = WAIT_SPIN.seconds
         self._task = asyncio.get_running_loop().create_task(self._sample())
 
     async def _sample(self) -> None:
@@ -94,4 +113,5 @@ class HealthMonitor:
             loop_samples=len(lags),
             clock_drift_s=(wall - self._wall0) - (mono - self._mono0),
             unsent=unsent,
+            wait_spin_s=WAIT_SPIN.seconds - self._spin0,
         )

@@ -26,6 +26,7 @@ from typing import Any
 import pyarrow as pa
 
 from servingperf.errors import RunDirError
+from servingperf.results.background import lower_thread_priority
 from servingperf.results.exposition import ExpositionParser, FamilyFilter
 from servingperf.results.record_writer import write_segment
 from servingperf.results.schema import (
@@ -99,6 +100,7 @@ class MetricWriter:
         self._pending.append(("spans", rows))
 
     def _run(self) -> None:
+        lower_thread_priority()  # parsing a scrape must not hold the load loop's core
         buffers: dict[str, list[Any]] = {kind: [] for kind in _SCHEMAS}
         deadline = time.monotonic() + self._interval
         pending = self._pending
