@@ -4,8 +4,9 @@ Terms. ``summary.json`` gives an instance window ``by_turn`` when its requests w
 turns and ``by_model`` when they named several model ids (LoRA adapters of one base model), each
 a *group* per key value with its request count, throughputs and statistics
 (:mod:`servingperf.analysis.breakdown`). Here each becomes a table in the instance's section and a
-chart (the PNG file stem is the section's name): the median of TTFT and of E2E latency per group,
-one line per instance, the 90th percentile and the count in the tooltip. Pure functions of the
+chart (the PNG file stem is the section's name): the median of TTFT and of E2E latency per group
+(a line per instance across turns, points per model id), the 90th percentile and the count in the
+tooltip. Pure functions of the
 summary dict; names, units and titles come from :data:`servingperf.model.metrics.METRICS`.
 """
 
@@ -86,11 +87,12 @@ def breakdown_charts(summary: Mapping[str, Any]) -> dict[str, Spec]:
             if stats.get(figure)
         ]
         if rows:
-            charts[section] = _chart(rows, noun, sorted({r["instance"] for r in rows}))
+            ordered = section == "by_turn"  # turns follow each other; model ids do not
+            charts[section] = _chart(rows, noun, sorted({r["instance"] for r in rows}), ordered)
     return charts
 
 
-def _chart(rows: list[dict[str, Any]], noun: str, instances: list[str]) -> Spec:
+def _chart(rows: list[dict[str, Any]], noun: str, instances: list[str], ordered: bool) -> Spec:
     order = list(dict.fromkeys(r["group"] for r in rows))  # the summary's (natural) order
     unit = METRICS[CHART_FIGURES[0]].unit
     return base(
@@ -100,12 +102,19 @@ def _chart(rows: list[dict[str, Any]], noun: str, instances: list[str]) -> Spec:
             " hover for the 90th percentile and the count",
         ],
         data={"values": rows},
-        facet={"column": {"field": "figure", "type": "nominal", "title": None}},
+        facet={
+            "column": {
+                "field": "figure",
+                "type": "nominal",
+                "title": None,
+                "sort": [METRICS[f].title for f in CHART_FIGURES],
+            }
+        },
         resolve={"scale": {"y": "independent"}},
         spec={
             "width": PANEL_WIDTH,
             "height": PANEL_HEIGHT,
-            "mark": {"type": "line", "point": True},
+            "mark": {"type": "line", "point": True} if ordered else {"type": "point"},
             "encoding": {
                 "x": {
                     "field": "group",
