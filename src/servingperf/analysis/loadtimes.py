@@ -28,6 +28,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from servingperf.analysis import deploy_saturation
+from servingperf.analysis.stats import Spread, finite_values, spread_of
 from servingperf.results.rundir import PhaseWindow
 
 SUMMARY_VERSION = 1
@@ -38,17 +39,14 @@ FloatArray = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True, slots=True)
-class LoadTimeStats:
-    """The seed's description of a load-time distribution (seconds)."""
+class LoadTimeStats(Spread):
+    """The seed's description of a load-time distribution (seconds): the spread, then the
+    quartiles and P90."""
 
-    n: int
-    min: float
     q1: float
     median: float
     q3: float
     p90: float
-    max: float
-    mean: float
 
     @property
     def factor(self) -> float | None:
@@ -61,21 +59,11 @@ class LoadTimeStats:
 
 def load_time_stats(values: npt.ArrayLike) -> LoadTimeStats | None:
     """Describe load times (NaN ignored); None when there are none."""
-    array = np.asarray(values, dtype=np.float64)
-    array = array[~np.isnan(array)]
+    array = finite_values(values)
     if array.size == 0:
         return None
-    q1, median, q3, p90 = np.percentile(array, (25, 50, 75, 90))
-    return LoadTimeStats(
-        n=int(array.size),
-        min=float(array.min()),
-        q1=float(q1),
-        median=float(median),
-        q3=float(q3),
-        p90=float(p90),
-        max=float(array.max()),
-        mean=float(array.mean()),
-    )
+    q1, median, q3, p90 = (float(v) for v in np.percentile(array, (25, 50, 75, 90)))
+    return LoadTimeStats(**spread_of(array), q1=q1, median=median, q3=q3, p90=p90)
 
 
 def format_seconds(value: float, reference: float | None = None) -> str:

@@ -21,36 +21,51 @@ FloatArray = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True, slots=True)
-class Stats:
+class Spread:
+    """What every description of a distribution here starts with: count, extremes, mean; the
+    descriptions add their own quantiles (:class:`Stats`; the load times' ``LoadTimeStats``)."""
+
     n: int
     min: float
-    mean: float
-    p50: float
-    p90: float
-    p95: float
-    p99: float
     max: float
+    mean: float
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def describe(values: npt.ArrayLike) -> Stats | None:
+def finite_values(values: npt.ArrayLike) -> FloatArray:
+    """The values as float64, NaN left out (an absent figure)."""
     array = np.asarray(values, dtype=np.float64)
-    array = array[~np.isnan(array)]
+    return array[~np.isnan(array)]
+
+
+def spread_of(array: FloatArray) -> dict[str, Any]:
+    """The :class:`Spread` fields of a non-empty array, as keyword arguments."""
+    return {
+        "n": int(array.size),
+        "min": float(array.min()),
+        "max": float(array.max()),
+        "mean": float(array.mean()),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Stats(Spread):
+    """The README's description of a per-request figure: the spread, then p50 to p99."""
+
+    p50: float
+    p90: float
+    p95: float
+    p99: float
+
+
+def describe(values: npt.ArrayLike) -> Stats | None:
+    array = finite_values(values)
     if array.size == 0:
         return None
-    p50, p90, p95, p99 = np.percentile(array, PERCENTILES)
-    return Stats(
-        n=int(array.size),
-        min=float(array.min()),
-        mean=float(array.mean()),
-        p50=float(p50),
-        p90=float(p90),
-        p95=float(p95),
-        p99=float(p99),
-        max=float(array.max()),
-    )
+    p50, p90, p95, p99 = (float(v) for v in np.percentile(array, PERCENTILES))
+    return Stats(**spread_of(array), p50=p50, p90=p90, p95=p95, p99=p99)
 
 
 # --- Resampling ------------------------------------------------------------------------------
