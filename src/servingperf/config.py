@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from servingperf.emulator.profiles import PROFILES, resolve_profile
+from servingperf.emulator.profiles import PROFILES, is_profile_path, resolve_profile
 from servingperf.errors import ConfigError
 from servingperf.model.specs import FieldError, ScenarioSpec
 
@@ -84,10 +84,15 @@ def _field_path(loc: Sequence[int | str]) -> str:
 
 
 def parse_scenario(
-    text: str, source: str, overrides: Mapping[str, Any] | None = None
+    text: str,
+    source: str,
+    overrides: Mapping[str, Any] | None = None,
+    base_dir: Path | None = None,
 ) -> ScenarioSpec:
     """Validate scenario YAML text; ``source`` names it in errors. ``overrides`` are dotted keys
-    (``load.duration_s``) applied before validation, as CLI flags do."""
+    (``load.duration_s``) applied before validation, as CLI flags do. A relative profile file
+    path (``emulator.profile``) is taken from ``base_dir`` (the scenario file's folder; default:
+    the working directory) and kept absolute, so the emulator process finds it wherever it runs."""
     try:
         root = yaml.compose(text, Loader=_UniqueKeyLoader)
         data = yaml.load(text, Loader=_UniqueKeyLoader)
@@ -118,8 +123,22 @@ def parse_scenario(
         message = first["msg"].removeprefix("Value error, ")
         more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
         raise ConfigError(f"{where}: {_field_path(loc)}: {message}{more}") from exc
+    spec = _absolute_profile_paths(spec, base_dir or Path.cwd())
     _check_emulator_profiles(spec, root, source)
     return spec
+
+
+def _absolute_profile_paths(spec: ScenarioSpec, base_dir: Path) -> ScenarioSpec:
+    models = []
+    for model in spec.models:
+        emulator = model.emulator
+        if emulator is not None and is_profile_path(emulator.profile):
+            path = Path(emulator.profile).expanduser()
+            absolute = str(path if path.is_absolute() else (base_dir / path).resolve())
+            emulator = emulator.model_copy(update={"profile": absolute})
+            model = model.model_copy(update={"emulator": emulator})
+        models.append(model)
+    return spec.model_copy(update={"models": models})
 
 
 def _check_emulator_profiles(spec: ScenarioSpec, root: yaml.Node | None, source: str) -> None:
@@ -177,4 +196,4 @@ def load_scenario(path: Path, overrides: Mapping[str, Any] | None = None) -> Sce
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise ConfigError(f"{path}:{line}: not UTF-8 text") from exc
-    return parse_scenario(text, str(path), overrides)
+    return parse_scenario(text, str(path), overrides, base_dir=path.parent.resolve())

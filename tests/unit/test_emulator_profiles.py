@@ -112,7 +112,10 @@ def test_docs_table_matches_the_profiles() -> None:
     columns = [c.strip() for c in header.strip("|").split("|")][1:-1]
     assert columns == list(PROFILES)
     rows = {}
-    for line in docs.splitlines():
+    table = docs.splitlines()
+    start = table.index(header)
+    end = next(i for i in range(start + 1, len(table)) if not table[i].startswith("|"))
+    for line in table[start:end]:  # the profile table only (other tables name fields too)
         cells = [c.strip() for c in line.strip("|").split("|")]
         if cells and cells[0].startswith("`") and cells[0].strip("`") in OVERRIDABLE:
             rows[cells[0].strip("`")] = cells[1 : 1 + len(columns)]

@@ -5,20 +5,28 @@ A *profile* fixes every number the emulator's timing depends on: the cost of one
 limit, the natural output length distribution (used when a request does not force a length) and
 the start-up ("load") time distribution (lognormal, clipped).
 
-Every value below is ILLUSTRATIVE, NOT A MEASUREMENT: the numbers are chosen to order the seed's
-models from fast to slow with plausible magnitudes (milliseconds per token, tens of seconds to
-load), so that scenarios written for real clusters exercise the tool in a similar regime. They
-say nothing about how fast these models really are on any hardware. ``instant`` costs nothing and
-loads at once; it exists for benchmarks of the client and for tests.
+Profiles are *files* (format: :func:`profile_from_document`): the built-in ones are
+``profile_files/*.json`` in the package, and a scenario may name its own by path
+(``emulator: {profile: twins/release-2.5.yaml}``), so that a team keeps a versioned twin of each
+release of its stack. Every built-in value is ILLUSTRATIVE, NOT A MEASUREMENT: the numbers are
+chosen to order the seed's models from fast to slow with plausible magnitudes (milliseconds per
+token, tens of seconds to load), so that scenarios written for real clusters exercise the tool in
+a similar regime. They say nothing about how fast these models really are on any hardware.
+``instant`` costs nothing and loads at once; it exists for benchmarks of the client and for
+tests.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import os
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
 from types import MappingProxyType
 
 from servingperf.errors import ConfigError
@@ -78,86 +86,113 @@ OVERRIDABLE: tuple[str, ...] = tuple(
     f.name for f in dataclasses.fields(Profile) if f.name != "name"
 )
 
-_PROFILE_LIST = (
-    Profile(
-        name="flan-t5-small",
-        decode_base_s=0.005,
-        decode_per_seq_s=0.00005,
-        prefill_per_token_s=0.00002,
-        max_batch=256,
-        output_tokens_mean=40.0,
-        output_tokens_sd=20.0,
-        output_tokens_min=1,
-        output_tokens_max=512,
-        load_time_median_s=40.0,
-        load_time_sigma=0.25,
-        load_time_min_s=20.0,
-        load_time_max_s=120.0,
-    ),
-    Profile(
-        name="flan-t5-large",
-        decode_base_s=0.010,
-        decode_per_seq_s=0.0001,
-        prefill_per_token_s=0.00005,
-        max_batch=128,
-        output_tokens_mean=60.0,
-        output_tokens_sd=30.0,
-        output_tokens_min=1,
-        output_tokens_max=512,
-        load_time_median_s=55.0,
-        load_time_sigma=0.25,
-        load_time_min_s=25.0,
-        load_time_max_s=180.0,
-    ),
-    Profile(
-        name="bloom-560m",
-        decode_base_s=0.014,
-        decode_per_seq_s=0.00012,
-        prefill_per_token_s=0.00006,
-        max_batch=128,
-        output_tokens_mean=100.0,
-        output_tokens_sd=60.0,
-        output_tokens_min=1,
-        output_tokens_max=1024,
-        load_time_median_s=60.0,
-        load_time_sigma=0.3,
-        load_time_min_s=25.0,
-        load_time_max_s=200.0,
-    ),
-    Profile(
-        name="mpt-7b-instruct2",
-        decode_base_s=0.045,
-        decode_per_seq_s=0.0004,
-        prefill_per_token_s=0.0002,
-        max_batch=64,
-        output_tokens_mean=150.0,
-        output_tokens_sd=80.0,
-        output_tokens_min=1,
-        output_tokens_max=2048,
-        load_time_median_s=90.0,
-        load_time_sigma=0.3,
-        load_time_min_s=45.0,
-        load_time_max_s=300.0,
-    ),
-    Profile(
-        name="instant",
-        decode_base_s=0.0,
-        decode_per_seq_s=0.0,
-        prefill_per_token_s=0.0,
-        max_batch=4096,
-        output_tokens_mean=16.0,
-        output_tokens_sd=4.0,
-        output_tokens_min=1,
-        output_tokens_max=64,
-        load_time_median_s=0.0,
-        load_time_sigma=0.0,
-        load_time_min_s=0.0,
-        load_time_max_s=0.0,
-    ),
-)
+PROFILE_FORMAT = 1  # the version of the profile file format (``servingperf_profile``)
+PROFILE_SUFFIXES = (".yaml", ".yml", ".json")
+_REQUIRED = tuple(f.name for f in dataclasses.fields(Profile) if f.default is dataclasses.MISSING)
 
-PROFILES: Mapping[str, Profile] = MappingProxyType({p.name: p for p in _PROFILE_LIST})
-"""The named profiles, fast to slow, then ``instant``. Read-only."""
+
+def is_profile_path(name: str) -> bool:
+    """Whether a scenario's ``emulator.profile`` names a file rather than a built-in profile."""
+    return name.endswith(PROFILE_SUFFIXES) or "/" in name or os.sep in name
+
+
+def profile_from_document(document: object, source: str) -> Profile:
+    """The profile a profile file holds (see docs/emulator.md, "Profile files").
+
+    A document is a mapping: ``servingperf_profile`` (the format version, 1), ``name``, optional
+    ``version`` and ``source`` (free text: which release it twins, how it was made), optional
+    ``base`` (a built-in profile whose values the file's ``parameters`` replace) and
+    ``parameters``. Without a base every parameter without a default must be given; parameters
+    added to the model after the file was written take their defaults. Raises ``ConfigError``
+    naming the file and the field.
+    """
+    if not isinstance(document, Mapping):
+        raise ConfigError(f"{source}: a profile file is a mapping, got {type(document).__name__}")
+    version = document.get("servingperf_profile")
+    if version != PROFILE_FORMAT:
+        raise ConfigError(
+            f"{source}: servingperf_profile: expected {PROFILE_FORMAT} (the file format's"
+            f" version), got {version!r}"
+        )
+    name = document.get("name")
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{source}: name: a profile needs a name")
+    parameters = document.get("parameters", {})
+    if not isinstance(parameters, Mapping):
+        raise ConfigError(f"{source}: parameters: expected a mapping of parameter to number")
+    base_name = document.get("base")
+    values: dict[str, float] = {}
+    if base_name is not None:
+        base = PROFILES.get(str(base_name))
+        if base is None:
+            raise ConfigError(
+                f"{source}: base: unknown profile {base_name!r}; built-in: {', '.join(PROFILES)}"
+            )
+        values = {key: getattr(base, key) for key in OVERRIDABLE}
+    else:
+        missing = [key for key in _REQUIRED if key != "name" and key not in parameters]
+        if missing:
+            raise ConfigError(
+                f"{source}: parameters: missing {', '.join(missing)} (or give a base profile)"
+            )
+    try:
+        changes = _typed_changes(parameters, f"profile file {source}")
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: parameters: {exc}") from None
+    profile = Profile(name=name, **{**values, **changes})  # type: ignore[arg-type]
+    problems = profile_problems(profile)
+    if problems:
+        raise ConfigError(f"{source}: parameters: " + "; ".join(problems))
+    return profile
+
+
+def load_profile_file(path: Path) -> Profile:
+    """Read a profile file (YAML, or JSON) into a :class:`Profile`; ``ConfigError`` if bad."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such profile file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the profile file: {exc}") from None
+    if path.suffix == ".json":
+        try:
+            document = json.loads(text)
+        except ValueError as exc:
+            raise ConfigError(f"{path}: invalid JSON: {exc}") from None
+    else:
+        import yaml  # only for a YAML profile: the emulator process stays lean without it
+
+        try:
+            document = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+    return profile_from_document(document, str(path))
+
+
+def profile_document(
+    profile: Profile, *, version: str = "1", source: str = ""
+) -> dict[str, object]:
+    """The profile file document of ``profile`` (every parameter given: no base)."""
+    parameters = {key: getattr(profile, key) for key in OVERRIDABLE}
+    return {
+        "servingperf_profile": PROFILE_FORMAT,
+        "name": profile.name,
+        "version": version,
+        "source": source,
+        "parameters": parameters,
+    }
+
+
+def _builtin_profiles() -> dict[str, Profile]:
+    folder = resources.files("servingperf.emulator") / "profile_files"
+    found: dict[str, Profile] = {}
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".json"):
+            source = f"built-in profile {entry.name}"
+            profile = profile_from_document(json.loads(entry.read_text(encoding="utf-8")), source)
+            found[profile.name] = profile
+    first = [name for name in _BUILTIN_ORDER if name in found]
+    return {name: found[name] for name in (*first, *sorted(set(found) - set(first)))}
 
 
 def profile_problems(profile: Profile) -> list[str]:
@@ -190,24 +225,14 @@ def profile_problems(profile: Profile) -> list[str]:
     return problems
 
 
-def resolve_profile(name: str, overrides: Mapping[str, float]) -> Profile:
-    """The named profile with ``overrides`` applied, validated.
-
-    Raises ``ConfigError`` naming an unknown profile, an unknown override key or an invalid value,
-    and listing what is valid. Integer parameters (``_INT_FIELDS``) accept floats only when
-    they are whole numbers, since scenario files give every override as a number.
-    """
-    base = PROFILES.get(name)
-    if base is None:
-        raise ConfigError(
-            f"unknown emulator profile {name!r}; valid profiles: {', '.join(PROFILES)}"
-        )
+def _typed_changes(values: Mapping[str, object], what: str) -> dict[str, float | int]:
+    """Parameter values checked by key and type: integer parameters (``_INT_FIELDS``) take
+    floats only when whole, since YAML gives every number as it was written."""
     changes: dict[str, float | int] = {}
-    for key, raw in overrides.items():
+    for key, raw in values.items():
         if key not in OVERRIDABLE:
             raise ConfigError(
-                f"unknown override {key!r} for emulator profile {name!r}; valid keys:"
-                f" {', '.join(OVERRIDABLE)}"
+                f"unknown override {key!r} for {what}; valid keys: {', '.join(OVERRIDABLE)}"
             )
         if isinstance(raw, bool) or not isinstance(raw, int | float):
             raise ConfigError(f"override {key!r} must be a number, got {raw!r}")
@@ -218,6 +243,28 @@ def resolve_profile(name: str, overrides: Mapping[str, float]) -> Profile:
             changes[key] = int(value)
         else:
             changes[key] = value
+    return changes
+
+
+def resolve_profile(name: str, overrides: Mapping[str, float]) -> Profile:
+    """The named profile (built-in, or a profile file's path) with ``overrides`` applied,
+    validated.
+
+    Raises ``ConfigError`` naming an unknown profile, an unknown override key or an invalid value,
+    and listing what is valid. Integer parameters (``_INT_FIELDS``) accept floats only when
+    they are whole numbers, since scenario files give every override as a number.
+    """
+    if is_profile_path(name):
+        base = load_profile_file(Path(name))
+    else:
+        found = PROFILES.get(name)
+        if found is None:
+            raise ConfigError(
+                f"unknown emulator profile {name!r}; valid profiles: {', '.join(PROFILES)},"
+                " or a profile file (.yaml, .yml, .json)"
+            )
+        base = found
+    changes = _typed_changes(overrides, f"emulator profile {name!r}")
     profile = dataclasses.replace(base, **changes)  # type: ignore[arg-type]
     problems = profile_problems(profile)
     if problems:
@@ -232,3 +279,9 @@ def draw_load_time_s(profile: Profile, seed: int) -> float:
     rng = random.Random(f"load-time:{seed}")
     draw = profile.load_time_median_s * math.exp(profile.load_time_sigma * rng.gauss(0.0, 1.0))
     return min(max(draw, profile.load_time_min_s), profile.load_time_max_s)
+
+
+_BUILTIN_ORDER = ("flan-t5-small", "flan-t5-large", "bloom-560m", "mpt-7b-instruct2", "instant")
+PROFILES: Mapping[str, Profile] = MappingProxyType(_builtin_profiles())
+"""The built-in profiles (``profile_files/*.json`` in the package), fast to slow, then
+``instant``. Read-only."""

@@ -120,7 +120,10 @@ class FaultSpec(Spec):
 class EmulatorSpec(Spec):
     """An embedded emulator instance: a named profile, optionally with parameters overridden."""
 
-    profile: str = Field(description="emulator profile name, e.g. flan-t5-small")
+    profile: str = Field(
+        description="built-in emulator profile, e.g. flan-t5-small, or the path of a profile file"
+        " (.yaml, .yml, .json; relative to the scenario file; docs/emulator.md)"
+    )
     overrides: dict[str, float] = Field(
         default_factory=dict, description="profile parameters to override (see docs/emulator.md)"
     )
