@@ -76,7 +76,9 @@ def phase_recipe(
         "instance": model.name,
         "model_id": target.model,  # the instance's own id when its platform set one
         "phase": phase,
-        "dataset": context.spec.dataset.model_dump(mode="json"),
+        # only what the scenario set: a dataset knows which fields were given (a trace's own
+        # output lengths are used when output_tokens is not), and a full dump would set them all
+        "dataset": context.spec.dataset.model_dump(mode="json", exclude_unset=True),
         "load": load.model_dump(mode="json"),
         "base_dir": str(context.base_dir),
         "streams": OPEN_LOOP_STREAMS if is_open_loop(load) else None,
