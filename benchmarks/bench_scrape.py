@@ -38,7 +38,7 @@ from harness import PYTHON, load_average, print_table
 
 from servingperf.analysis.summary import summarize_window
 from servingperf.load.engine import Recipe, run_phase
-from servingperf.load.sinks import ListSink, LoadCounters, NullProgress
+from servingperf.load.sinks import ListSink, LoadCounters, NullProgress, PhaseOutputs
 from servingperf.model.specs import (
     DatasetSource,
     DatasetSpec,
@@ -107,13 +107,10 @@ async def load_phase(url: str, phase_s: float, phase: str, t0: float) -> dict[st
         timing = await run_phase(
             load,
             recipe,
+            PhaseOutputs(sink, NullProgress(), LoadCounters(instance="loaded", phase=phase), t0),
             instance="loaded",
             phase=phase,
             records_dir=Path(records_dir),
-            sink=sink,
-            progress=NullProgress(),
-            counters=LoadCounters(instance="loaded", phase=phase),
-            t0=t0,
             workers=1,
         )
     window = PhaseWindow(

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from servingperf.load.engine import Recipe, run_phase
-from servingperf.load.sinks import LoadCounters, NullProgress
+from servingperf.load.sinks import LoadCounters, NullProgress, PhaseOutputs
 from servingperf.model.specs import DatasetSpec, LoadSpec, ProtocolKind
 from servingperf.model.target import Target
 from servingperf.results.record_writer import ParquetRecordWriter
@@ -74,13 +74,10 @@ def main() -> None:
         await run_phase(
             load,
             recipe,
+            PhaseOutputs(writer, NullProgress(), counters, t0),
             instance="bench",
             phase="load",
             records_dir=records,
-            sink=writer,
-            progress=NullProgress(),
-            counters=counters,
-            t0=t0,
         )
 
     import uvloop

@@ -10,7 +10,7 @@ import time
 
 from servingperf.load.closed_loop import Backoff
 from servingperf.load.shard import Shard, run_shard
-from servingperf.load.sinks import ListSink, LoadCounters, NullProgress
+from servingperf.load.sinks import ListSink, LoadCounters, NullProgress, PhaseOutputs
 from servingperf.model.records import RequestRecord
 from servingperf.model.specs import LoadSpec, ProtocolKind
 from servingperf.model.target import Target
@@ -41,10 +41,7 @@ async def _run(load: LoadSpec) -> list[RequestRecord]:
             Shard(),
             client,
             fake_requests(worker=0),
-            sink,
-            NullProgress(),
-            LoadCounters("i", "load"),
-            time.monotonic(),
+            PhaseOutputs(sink, NullProgress(), LoadCounters("i", "load"), time.monotonic()),
         )
     finally:
         await client.aclose()

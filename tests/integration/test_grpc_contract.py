@@ -35,7 +35,7 @@ from servingperf.emulator.profiles import resolve_profile
 from servingperf.errors import TargetError
 from servingperf.load.closed_loop import ClosedLoopUsers
 from servingperf.load.phase import PhasePlan, run_phase_loop
-from servingperf.load.sinks import ListSink, LoadCounters, NullProgress
+from servingperf.load.sinks import ListSink, LoadCounters, NullProgress, PhaseOutputs
 from servingperf.model.records import (
     ErrorKind,
     Exchange,
@@ -204,7 +204,9 @@ async def test_records_match_ground_truth(mode: Mode) -> None:
             t0 = time.monotonic()
             plan = PhasePlan(duration_s=1.5, ramp_up_s=0.2, request_timeout_s=30)
             users = ClosedLoopUsers.spread(16, plan.ramp_up_s, make, backoff=None)
-            await run_phase_loop(plan, users, client, sink, NullProgress(), counters, t0)
+            await run_phase_loop(
+                plan, users, client, PhaseOutputs(sink, NullProgress(), counters, t0)
+            )
         finally:
             await client.aclose()
         ok_ids = {r.request_id for r in sink.records if r.status == "ok"}

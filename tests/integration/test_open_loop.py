@@ -13,7 +13,7 @@ from servingperf.load.open_loop import OpenLoopArrivals
 from servingperf.load.phase import PhasePlan, run_phase_loop
 from servingperf.load.schedules import arrival_times
 from servingperf.load.shard import Shard, run_shard
-from servingperf.load.sinks import ListSink, LoadCounters, NullProgress
+from servingperf.load.sinks import ListSink, LoadCounters, NullProgress, PhaseOutputs
 from servingperf.model.records import RequestRecord
 from servingperf.model.specs import LoadSpec, RateScheduleSpec
 from tests.fakes.clients import FakeClient, fake_requests
@@ -30,10 +30,7 @@ async def _run(
         Shard(),
         client,
         fake_requests(worker=0),
-        sink,
-        NullProgress(),
-        counters,
-        t0,
+        PhaseOutputs(sink, NullProgress(), counters, t0),
         stop=stop,
     )
     return sink.records, counters, timing.start_s
@@ -92,10 +89,7 @@ async def test_an_exhausted_schedule_lets_its_last_requests_finish() -> None:
         plan,
         workload,
         client,
-        sink,
-        NullProgress(),
-        LoadCounters("i", "p"),
-        time.monotonic(),
+        PhaseOutputs(sink, NullProgress(), LoadCounters("i", "p"), time.monotonic()),
     )
     assert [r.status for r in sink.records] == ["ok", "ok"]
     assert not timing.stopped_early
@@ -107,7 +101,11 @@ async def test_an_open_loop_drain_finishes_in_flight_requests_and_sends_no_late_
     client = FakeClient(first_delay_s=0.2, tokens=2)
     sink, counters = ListSink(), LoadCounters("i", "load")
     timing = await run_shard(
-        load, Shard(), client, fake_requests(worker=0), sink, NullProgress(), counters, 0.0
+        load,
+        Shard(),
+        client,
+        fake_requests(worker=0),
+        PhaseOutputs(sink, NullProgress(), counters, 0.0),
     )
     records = sink.records
     assert records and all(r.status == "ok" for r in records)

@@ -17,7 +17,7 @@ from servingperf.config import parse_scenario
 from servingperf.load.engine import Recipe, run_phase
 from servingperf.load.execute import PhaseTiming
 from servingperf.load.schedules import arrival_times
-from servingperf.load.sinks import ListSink, LoadCounters, NullProgress
+from servingperf.load.sinks import ListSink, LoadCounters, NullProgress, PhaseOutputs
 from servingperf.model.specs import LoadSpec, RateScheduleSpec
 from servingperf.results.rundir import RunDir
 from servingperf.scenarios.runner import RunOptions, run_scenario
@@ -49,13 +49,10 @@ async def _phase(
     timing = await run_phase(
         load,
         recipe,
+        PhaseOutputs(sink, NullProgress(), counters, time.monotonic()),
         instance="i",
         phase="load",
         records_dir=records_dir,
-        sink=sink,
-        progress=NullProgress(),
-        counters=counters,
-        t0=time.monotonic(),
         stop=stop,
         workers=2,
     )

@@ -10,7 +10,7 @@ from collections import Counter
 
 from servingperf.load.closed_loop import Backoff, ClosedLoopUsers
 from servingperf.load.phase import PhasePlan, run_phase_loop
-from servingperf.load.sinks import ListSink, LoadCounters, NullProgress
+from servingperf.load.sinks import ListSink, LoadCounters, NullProgress, PhaseOutputs
 from servingperf.model.records import ErrorKind, GenerationRequest, RequestContext
 from tests.fakes.clients import FakeClient
 
@@ -32,7 +32,7 @@ async def _run(client: FakeClient, plan: tuple[int, PhasePlan], stop: asyncio.Ev
     t0 = time.monotonic()
     workload = ClosedLoopUsers.spread(users, phase.ramp_up_s, _factory, backoff=None)
     timing = await run_phase_loop(
-        phase, workload, client, sink, NullProgress(), counters, t0, stop=stop
+        phase, workload, client, PhaseOutputs(sink, NullProgress(), counters, t0), stop=stop
     )
     return sink.records, counters, timing
 
@@ -184,7 +184,10 @@ async def test_users_back_off_from_a_server_that_refuses_connections() -> None:
     sink = ListSink()
     workload = ClosedLoopUsers.spread(users, 0.0, _factory, backoff=Backoff())
     await run_phase_loop(
-        phase, workload, _Refused(), sink, NullProgress(), LoadCounters("i", "load"), 0.0
+        phase,
+        workload,
+        _Refused(),
+        PhaseOutputs(sink, NullProgress(), LoadCounters("i", "load"), 0.0),
     )
     per_user = Counter(r.user for r in sink.records)
     assert set(per_user) == {0, 1, 2}
@@ -202,7 +205,10 @@ async def test_without_back_off_a_refusing_server_is_hammered() -> None:
     sink = ListSink()
     workload = ClosedLoopUsers.spread(users, 0.0, _factory, backoff=None)
     await run_phase_loop(
-        phase, workload, _Refused(), sink, NullProgress(), LoadCounters("i", "load"), 0.0
+        phase,
+        workload,
+        _Refused(),
+        PhaseOutputs(sink, NullProgress(), LoadCounters("i", "load"), 0.0),
     )
     assert len(sink.records) > 150  # what the default back-off prevents
 
@@ -229,7 +235,7 @@ async def test_a_request_that_connects_resets_the_back_off() -> None:
     workload = ClosedLoopUsers.spread(users, 0.0, _factory, backoff=backoff)
     client = _RefusedExceptFourth(first_delay_s=0.01, tokens=1)
     await run_phase_loop(
-        phase, workload, client, sink, NullProgress(), LoadCounters("i", "load"), 0.0
+        phase, workload, client, PhaseOutputs(sink, NullProgress(), LoadCounters("i", "load"), 0.0)
     )
     mine = sorted(sink.records, key=lambda r: r.t_scheduled_s)
     assert [r.status for r in mine[:5]] == ["error", "error", "error", "ok", "error"]

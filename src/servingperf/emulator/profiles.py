@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -92,8 +91,9 @@ _REQUIRED = tuple(f.name for f in dataclasses.fields(Profile) if f.default is da
 
 
 def is_profile_path(name: str) -> bool:
-    """Whether a scenario's ``emulator.profile`` names a file rather than a built-in profile."""
-    return name.endswith(PROFILE_SUFFIXES) or "/" in name or os.sep in name
+    """Whether a scenario's ``emulator.profile`` names a file rather than a built-in profile: by
+    its suffix (.yaml, .yml, .json), so that any other text is looked up among the built-ins."""
+    return name.endswith(PROFILE_SUFFIXES)
 
 
 def profile_from_document(document: object, source: str) -> Profile:

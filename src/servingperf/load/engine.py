@@ -17,7 +17,7 @@ from pathlib import Path
 from servingperf.load.execute import PhaseTiming
 from servingperf.load.pool import Recipe, run_workers
 from servingperf.load.shard import Shard, run_shard, useful_workers
-from servingperf.load.sinks import LoadCounters, ProgressSink, RecordSink
+from servingperf.load.sinks import PhaseOutputs
 from servingperf.load.worker import import_object
 from servingperf.model.specs import LoadSpec
 
@@ -41,18 +41,17 @@ def worker_count(load: LoadSpec, workers: int | None = None) -> int:
 async def run_phase(
     load: LoadSpec,
     recipe: Recipe,
+    outputs: PhaseOutputs,
     *,
     instance: str,
     phase: str,
     records_dir: Path,
-    sink: RecordSink,
-    progress: ProgressSink,
-    counters: LoadCounters,
-    t0: float,
     stop: asyncio.Event | None = None,
     workers: int | None = None,
 ) -> PhaseTiming:
-    """Run the phase ``load`` describes (not a sweep: run a sweep's stages one by one)."""
+    """Run the phase ``load`` describes (not a sweep: run a sweep's stages one by one). With
+    worker processes, each writes its own records (``records_dir``): ``outputs.sink`` is used
+    in this process only."""
     count = worker_count(load, workers)
     if count > 1:
         return await run_workers(
@@ -62,16 +61,16 @@ async def run_phase(
             phase=phase,
             count=count,
             records_dir=records_dir,
-            progress=progress,
-            counters=counters,
-            t0=t0,
+            progress=outputs.progress,
+            counters=outputs.counters,
+            t0=outputs.t0,
             stop=stop,
         )
     client = import_object(recipe.client_factory)(recipe.target)
     make_request = import_object(recipe.requests_factory)(worker=0, **recipe.requests_args)
     try:
         timing: PhaseTiming = await run_shard(
-            load, Shard(), client, make_request, sink, progress, counters, t0, stop=stop
+            load, Shard(), client, make_request, outputs, stop=stop
         )
     finally:
         await client.aclose()

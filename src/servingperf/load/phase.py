@@ -37,7 +37,7 @@ from servingperf.load.client import GenerationClient
 from servingperf.load.collector import collector_for_load
 from servingperf.load.execute import Clock, PhaseTiming, RequestRunner
 from servingperf.load.health import HealthMonitor
-from servingperf.load.sinks import LoadCounters, ProgressSink, RecordSink
+from servingperf.load.sinks import PhaseOutputs
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,21 +74,19 @@ async def run_phase_loop(
     plan: PhasePlan,
     workload: Workload,
     client: GenerationClient,
-    sink: RecordSink,
-    progress: ProgressSink,
-    counters: LoadCounters,
-    t0: float,
+    outputs: PhaseOutputs,
     stop: asyncio.Event | None = None,
     clock: Clock = time.monotonic,
     start_at: float | None = None,
 ) -> PhaseTiming:
     """Wait for the start (``start_at``, a common start time set by a worker coordinator, or
     now), run ``workload``'s coroutines until the end or ``stop``, drain if the plan says so,
-    then cut what remains; every request issued becomes one record in ``sink``.
+    then cut what remains; every request issued becomes one record in ``outputs.sink``.
 
     A coroutine raising anything but cancellation is a bug and is re-raised after clean-up. The
     garbage collector is tuned for the phase (:mod:`servingperf.load.collector`).
     """
+    sink, progress, counters, t0 = outputs.sink, outputs.progress, outputs.counters, outputs.t0
     start = clock() if start_at is None else start_at
     runner = RequestRunner(client, sink, counters, t0, plan.request_timeout_s, clock)
     with collector_for_load():

@@ -29,7 +29,7 @@ from servingperf.load.schedules import (
     shard_limit,
     user_windows,
 )
-from servingperf.load.sinks import LoadCounters, ProgressSink, RecordSink
+from servingperf.load.sinks import PhaseOutputs
 from servingperf.load.sources import TimedSource
 from servingperf.model.specs import LoadSpec, SweepSpec, TraceScheduleSpec
 
@@ -61,10 +61,7 @@ async def run_shard(
     part: Shard,
     client: GenerationClient,
     make_request: RequestFactory,
-    sink: RecordSink,
-    progress: ProgressSink,
-    counters: LoadCounters,
-    t0: float,
+    outputs: PhaseOutputs,
     *,
     stop: asyncio.Event | None = None,
     start_at: float | None = None,
@@ -80,10 +77,9 @@ async def run_shard(
         drain_s=load.drain_s,
     )
     workload = shard_workload(load, part, make_request)
+    counters = outputs.counters
     issued_before = counters.issued
-    timing = await run_phase_loop(
-        plan, workload, client, sink, progress, counters, t0, stop, clock, start_at
-    )
+    timing = await run_phase_loop(plan, workload, client, outputs, stop, clock, start_at)
     unsent = 0
     if isinstance(load.schedule, RateSchedule):
         issuing_s = timing.measure_end_s - timing.start_s

@@ -59,3 +59,15 @@ class ListSink:
 
     def write(self, record: RequestRecord) -> None:
         self.records.append(record)
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseOutputs:
+    """Where a phase's results go: its records (``sink``), the live ``progress``, the run's
+    ``counters``, and ``t0``, the run's time origin (``time.monotonic()``) record times count
+    from. One value, handed down from the scenario to the loop that issues the requests."""
+
+    sink: RecordSink
+    progress: ProgressSink
+    counters: LoadCounters
+    t0: float

@@ -51,7 +51,7 @@ from typing import Any, cast
 from servingperf.load.client import GenerationClient
 from servingperf.load.execute import PhaseTiming, RequestFactory
 from servingperf.load.shard import Shard, run_shard
-from servingperf.load.sinks import LoadCounters
+from servingperf.load.sinks import LoadCounters, PhaseOutputs
 from servingperf.model.specs import LoadSpec, ProtocolKind
 from servingperf.model.target import Target
 from servingperf.results.record_writer import ParquetRecordWriter
@@ -230,10 +230,7 @@ async def run_worker(spec: WorkerSpec, conn: Connection) -> Done:
                 Shard(spec.index, spec.count),
                 client,
                 make_request,
-                writer,
-                _PipeProgress(conn, spec.index),
-                counters,
-                local_t0(spec),
+                PhaseOutputs(writer, _PipeProgress(conn, spec.index), counters, local_t0(spec)),
                 stop=stop,
                 start_at=local_start(message),
                 progress_interval_s=spec.progress_interval_s,

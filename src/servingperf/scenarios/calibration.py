@@ -18,7 +18,7 @@ from typing import Any
 from servingperf.emulator.sink import Sink
 from servingperf.load.execute import RequestFactory
 from servingperf.load.shard import Shard, run_shard
-from servingperf.load.sinks import ListSink, LoadCounters, NullProgress
+from servingperf.load.sinks import ListSink, LoadCounters, NullProgress, PhaseOutputs
 from servingperf.model.records import GenerationRequest, RequestContext
 from servingperf.model.specs import LoadSpec, ProtocolKind, ScenarioSpec
 from servingperf.model.target import Target
@@ -52,7 +52,11 @@ async def _measure(url: str, tokens: int, seconds: float) -> tuple[int, float, f
     cpu0, wall0 = time.thread_time(), time.monotonic()
     try:
         await run_shard(
-            load, Shard(), client, _requests(tokens), records, NullProgress(), counters, wall0
+            load,
+            Shard(),
+            client,
+            _requests(tokens),
+            PhaseOutputs(records, NullProgress(), counters, wall0),
         )
     finally:
         await client.aclose()

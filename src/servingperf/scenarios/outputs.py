@@ -305,6 +305,17 @@ def planted_hit_share(config: dict[str, Any]) -> float | None:
     return expected_hit_share(spec.prefix_tokens, spec.suffix_tokens, spec.cache_block_tokens)
 
 
+def _failed_scrapes(run_dir: RunDir) -> dict[str, int]:
+    """Failed scrapes per instance, from ``metrics/scrapes`` (fetch failures, missed ticks and
+    pages that did not parse)."""
+    failed: dict[str, int] = {}
+    for row in run_dir.read_metrics("scrapes").to_pylist():
+        if not row.get("ok"):
+            name = str(row.get("instance"))
+            failed[name] = failed.get(name, 0) + 1
+    return failed
+
+
 def summarize_server_metrics(run_dir: RunDir, info: RunInfo) -> dict[str, Any] | None:
     """``summary["server_metrics"]``: the agreement table, the span decomposition, the gaps
     and warnings of the session; None for a run without server metrics. Writes the per-request
@@ -336,6 +347,12 @@ def summarize_server_metrics(run_dir: RunDir, info: RunInfo) -> dict[str, Any] |
     if session is not None:
         scrape = session.get("scrape") or {}
         targets = scrape.get("targets") or {}
+        # Gaps counted from the stored scrape rows (ok false): the scraper's own count misses a
+        # page that arrived but did not parse, which the metric writer records as failed.
+        failed = _failed_scrapes(run_dir)
+        for name, count in failed.items():
+            entry = targets.setdefault(name, {})
+            entry["gaps"] = max(int(entry.get("gaps") or 0), count)
         result["scrape"] = {
             "interval_s": scrape.get("interval_s"),
             "period_s": scrape.get("period_s"),

@@ -20,7 +20,7 @@ from servingperf.errors import ServingPerfError
 from servingperf.load.breaker import ErrorBreaker
 from servingperf.load.engine import PhaseTiming, Recipe, run_phase
 from servingperf.load.shard import is_open_loop
-from servingperf.load.sinks import LoadCounters, ProgressSink, RecordSink
+from servingperf.load.sinks import LoadCounters, PhaseOutputs, ProgressSink, RecordSink
 from servingperf.model.deployments import DeploymentStatus
 from servingperf.model.specs import LoadSpec, ModelSpec
 from servingperf.model.target import Target
@@ -113,13 +113,15 @@ async def load_instance(
     timing = await run_phase(
         load,
         phase_recipe(context, model, target, load, phase),
+        PhaseOutputs(
+            sink,
+            progress if breaker is None else breaker.watch(progress),
+            LoadCounters(instance=name, phase=phase),
+            context.t0,
+        ),
         instance=name,
         phase=phase,
         records_dir=context.run_dir.records_dir,
-        sink=sink,
-        progress=progress if breaker is None else breaker.watch(progress),
-        counters=LoadCounters(instance=name, phase=phase),
-        t0=context.t0,
         stop=stop,
         workers=workers,
     )

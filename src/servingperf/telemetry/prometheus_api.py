@@ -27,6 +27,7 @@ from typing import Any
 import aiohttp
 
 from servingperf.results.metric_writer import MetricWriter
+from servingperf.telemetry.http_body import read_body
 from servingperf.telemetry.query_sets import PromQuery
 
 _ERROR_CHARS = 300
@@ -99,12 +100,15 @@ class PrometheusClient:
                 aiohttp.ClientSession(timeout=self._timeout) as session,
                 session.post(url, data=form, headers=self._headers, ssl=self._ssl) as response,
             ):
-                body = await response.content.read(MAX_BODY_BYTES)
+                whole = await read_body(response, MAX_BODY_BYTES)
                 status = response.status
         except TimeoutError as exc:
             raise PrometheusError(f"{self._redact(url)}: no answer in time") from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise PrometheusError(self._redact(f"{url}: {type(exc).__name__}: {exc}")) from exc
+        if whole is None:
+            raise PrometheusError(f"{self._redact(url)}: answer over {MAX_BODY_BYTES} bytes")
+        body = whole
         try:
             data = json.loads(body)
         except ValueError:

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from servingperf.results.metric_writer import MetricWriter, ScrapeResult
+from servingperf.telemetry.http_body import read_body
 
 MAX_BODY_BYTES = 32 * 1024 * 1024
 Clock = Callable[[], float]
@@ -229,13 +230,13 @@ class Scraper:
             ) as response:
                 if response.status != 200:
                     return None, f"HTTP {response.status}"
-                body = await response.content.read(MAX_BODY_BYTES + 1)
+                body = await read_body(response, MAX_BODY_BYTES)
         except TimeoutError:
             return None, f"no answer within {self.timeout_s:g} s"
         except aiohttp.ClientError as exc:
             return None, f"{type(exc).__name__}: {exc}"[:300]
         except OSError as exc:
             return None, f"{exc.strerror or exc}"[:300]
-        if len(body) > MAX_BODY_BYTES:
+        if body is None:
             return None, f"body over {MAX_BODY_BYTES} bytes"
         return body.decode("utf-8", errors="replace"), None
